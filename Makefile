@@ -1,0 +1,48 @@
+# Two promises of the README: `make reproduce` and `make test`. Both start with `setup`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+PRESET ?= fashion_mnist
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MPLBACKEND := Agg
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup data test test-unit test-notebooks reproduce notebooks book bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (coded_lib)"
+	touch $@
+
+# Offline data and the browser for the book test: Debian packages, where apt-get can install them.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ] && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "Fashion-MNIST and chromium already installed"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist chromium chromium-driver) \
+	    || echo "warning: apt-get could not install dataset-fashion-mnist / chromium; see README (Data)"; \
+	else \
+	  echo "note: no root apt-get here; install the Debian package dataset-fashion-mnist or set CODED_DATA (see README)"; \
+	fi
+
+setup: $(VENV)/.installed data
+
+test: setup
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+test-unit: setup
+	$(PY) -m pytest tests -p no:cacheprovider
+
+reproduce: setup
+	$(PY) -m coded_lib.reproduce --preset $(PRESET)
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf book/_build runs
