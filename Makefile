@@ -41,8 +41,12 @@ test-unit: setup
 reproduce: setup
 	$(PY) -m coded_lib.reproduce --preset $(PRESET)
 
+# rebuild the book from whatever notebooks already ran (no training)
+book: setup
+	$(PY) -m coded_lib.reproduce --no-execute
+
 bench: setup
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf book/_build runs
+	rm -rf book/_build book/notebooks book/comparison.md runs

@@ -1,0 +1,154 @@
+"""`make reproduce`: run every notebook, write the comparison page, build the book.
+
+    python -m coded_lib.reproduce --preset fashion_mnist
+
+1. Each notebook of ``NOTEBOOKS`` (``notebooks/<stem>.ipynb``) runs through
+   papermill with ``preset`` as parameter, from the repository root; the
+   executed copy goes to ``book/notebooks/<stem>.ipynb``, where the book reads
+   it (the book never executes anything itself). A notebook not written yet is
+   skipped with a warning. Training is not repeated: the notebooks reuse
+   finished runs under ``runs/`` (``coded_lib.train.ensure_run``).
+2. ``coded_lib.report`` gathers ``runs/**/results.csv`` into ``book/comparison.md``.
+3. ``jupyter-book build book/`` renders the book to ``book/_build/html``.
+
+A notebook that fails is kept (with its error) in the book, the other steps
+still run, and the command exits with status 1 naming it.
+"""
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from coded_lib import report
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO / "notebooks"
+BOOK = REPO / "book"
+
+# The one list of notebooks, in the book's order (book/_toc.yml lists the same stems).
+NOTEBOOKS = [
+    "train",         # training a Coded ResNeXt and its ResNeXt twin
+    "codes",         # T-codes
+    "architecture",  # T-arch
+    "accuracy",      # T-acc
+    "removal",       # F-removal
+    "binary",        # F-binary, F-bindist
+    "activations",   # F-act
+    "early",         # F-early, T-agree
+    "calibration",   # T-calib
+    "ablations",     # F-mu, F-pdrop, T-exp, T-concat, T-detach, T-ratios
+    "cost",          # T-cost
+]
+
+
+def available(stems=None, source=SOURCE):
+    """The source notebooks that exist, in order; warns about the missing ones."""
+    found = []
+    for stem in stems or NOTEBOOKS:
+        if stem not in NOTEBOOKS:
+            raise ValueError(f"unknown notebook {stem!r}; allowed: {', '.join(NOTEBOOKS)}")
+        path = Path(source) / f"{stem}.ipynb"
+        if path.exists():
+            found.append(path)
+        else:
+            warnings.warn(f"{path} does not exist yet: skipped", stacklevel=2)
+    return found
+
+
+def execute(path, out_dir, preset, parameters=None, log_output=False):
+    """Run one notebook with papermill into ``out_dir``; returns (ok, seconds).
+
+    ``log_output`` also streams the cells' output (e.g. training epochs) to the terminal.
+    """
+    import papermill
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    try:
+        papermill.execute_notebook(
+            str(path), str(out_dir / path.name),
+            parameters={"preset": preset, **(parameters or {})},
+            cwd=str(REPO), kernel_name="python3", progress_bar=True, log_output=log_output)
+        ok = True
+    except papermill.PapermillExecutionError as e:
+        print(f"  {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
+        ok = False
+    except Exception as e:  # a dead kernel or a timeout: keep going with the other notebooks
+        print(f"  {path.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        ok = False
+    return ok, time.time() - start
+
+
+def stage_unexecuted(book=BOOK, source=SOURCE):
+    """Copy source notebooks into the book where no executed copy exists yet.
+
+    Lets the book show every chapter (code without outputs) before anything ran.
+    Returns the stems copied.
+    """
+    copied = []
+    target = Path(book) / "notebooks"
+    for path in available(source=source):
+        out = target / path.name
+        if not out.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out)
+            copied.append(path.stem)
+    return copied
+
+
+def build_book(book=BOOK, quiet=False):
+    """``jupyter-book build book/``; returns the path of index.html."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+           "build", str(book), "--builder", "html"]
+    if quiet:
+        cmd.append("--quiet")
+    subprocess.run(cmd, check=True)
+    return Path(book) / "_build" / "html" / "index.html"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m coded_lib.reproduce",
+                                 description="Run every notebook, write the comparison page, build the book.")
+    ap.add_argument("--preset", default="fashion_mnist", help="preset passed to every notebook")
+    ap.add_argument("--only", nargs="+", metavar="STEM", help=f"run only these of: {' '.join(NOTEBOOKS)}")
+    ap.add_argument("--no-execute", action="store_true",
+                    help="do not run notebooks (copy unexecuted ones where none ran yet)")
+    ap.add_argument("--no-build", action="store_true", help="skip jupyter-book build")
+    ap.add_argument("--log-output", action="store_true", help="also print what the notebooks' cells print")
+    args = ap.parse_args(argv)
+    if args.log_output:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    start = time.time()
+    failed = []
+    if args.no_execute:
+        stage_unexecuted()
+    else:
+        paths = available(args.only)
+        for i, path in enumerate(paths, 1):
+            print(f"[{i}/{len(paths)}] {path.relative_to(REPO)} (preset {args.preset})", flush=True)
+            ok, seconds = execute(path, BOOK / "notebooks", args.preset, log_output=args.log_output)
+            print(f"[{i}/{len(paths)}] {path.stem}: {'done' if ok else 'FAILED'} in {seconds:.0f} s "
+                  f"({time.time() - start:.0f} s so far)", flush=True)
+            if not ok:
+                failed.append(path.stem)
+
+    page = report.write_comparison(None, BOOK / "comparison.md")
+    print(f"wrote {page.relative_to(REPO)}", flush=True)
+
+    if not args.no_build:
+        index = build_book(BOOK)
+        print(f"\nThe book is at {index}\n  open file://{index}", flush=True)
+    print(f"reproduce took {time.time() - start:.0f} s", flush=True)
+    if failed:
+        print(f"notebooks that failed: {', '.join(failed)} (their errors are in the book)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""The built book, opened page by page in headless Chromium (selenium).
+
+Uses ``$CODED_BOOK_HTML`` if set, else ``book/_build/html`` when `make reproduce` built it; otherwise builds a small
+book in a temporary folder: the book's sources, the source notebooks unexecuted
+(or the executed copies that exist), and a comparison page from whatever is in
+``runs/``. Checks: every page loads, every local image decodes (naturalWidth > 0),
+every local link and anchor resolves, every Colab link opens a notebook that is in
+the repository, and the comparison page has its table with every id of SPEC §2
+(a screenshot of it is saved beside the HTML folder).
+"""
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+import warnings
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+from coded_lib import paper, report, reproduce
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK = REPO / "book"
+BUILT = BOOK / "_build" / "html"
+COLAB = "https://colab.research.google.com/github/"
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1400,1000",
+                # no internet here: make every other host fail at once instead of timing out
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+
+
+def _config():
+    return yaml.safe_load((BOOK / "_config.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def html_dir(tmp_path_factory):
+    if os.environ.get("CODED_BOOK_HTML"):  # a book built elsewhere
+        return Path(os.environ["CODED_BOOK_HTML"])
+    if (BUILT / "index.html").exists():
+        return BUILT
+    book = tmp_path_factory.mktemp("small") / "book"
+    shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns("_build"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # notebooks not written yet are expected here
+        reproduce.stage_unexecuted(book)
+    report.write_comparison(None, book / "comparison.md")
+    reproduce.build_book(book, quiet=True)
+    return book / "_build" / "html"
+
+
+def _pages(html_dir):
+    skip = {"_static", "_sources", "_images"}
+    return sorted(p for p in html_dir.rglob("*.html") if not skip & set(p.relative_to(html_dir).parts))
+
+
+# ---------------------------------------------------------------- without a browser
+
+def test_toc_lists_the_notebooks_of_reproduce_in_order():
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    stems = [f.split("/", 1)[1] for f in files if f.startswith("notebooks/")]
+    assert stems == reproduce.NOTEBOOKS
+    assert "comparison" in files
+
+
+def test_config_renders_only_and_launches_source_notebooks():
+    cfg = _config()
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    # book page notebooks/<stem> must map to the repository's notebooks/<stem>.ipynb
+    assert cfg["repository"]["path_to_book"] == ""
+
+
+def _tiny_notebook(path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell('preset = "smoke"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import os\nprint(preset, os.getcwd())")]
+    nbformat.write(nb, path)
+
+
+def test_reproduce_skips_missing_notebooks_and_stages_the_rest(tmp_path):
+    source, book = tmp_path / "notebooks", tmp_path / "book"
+    source.mkdir()
+    _tiny_notebook(source / "removal.ipynb")
+    _tiny_notebook(source / "train.ipynb")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = reproduce.available(source=source)
+    missing = sorted(Path(str(w.message).split()[0]).stem for w in caught)
+    assert missing == sorted(set(reproduce.NOTEBOOKS) - {"train", "removal"})
+    assert [p.stem for p in found] == ["train", "removal"]  # NOTEBOOKS order, not the folder's
+    with pytest.raises(ValueError, match="nope"):
+        reproduce.available(["nope"], source=source)
+    (book / "notebooks").mkdir(parents=True)
+    (book / "notebooks" / "train.ipynb").write_text("executed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert reproduce.stage_unexecuted(book, source) == ["removal"]
+    assert (book / "notebooks" / "train.ipynb").read_text() == "executed"  # never overwritten
+
+
+def test_reproduce_executes_with_the_preset_from_the_repository_root(tmp_path):
+    import nbformat
+
+    _tiny_notebook(tmp_path / "train.ipynb")
+    ok, _ = reproduce.execute(tmp_path / "train.ipynb", tmp_path / "out", "fashion_mnist")
+    assert ok
+    nb = nbformat.read(tmp_path / "out" / "train.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert printed.split() == ["fashion_mnist", str(REPO)]
+
+
+def _colab_targets(text):
+    return set(re.findall(r'href="(https://colab\.research\.google\.com/github/[^"#?]+)', text))
+
+
+def test_every_colab_link_opens_a_notebook_of_the_repository(html_dir):
+    repo_url = _config()["repository"]["url"].rstrip("/")
+    org_repo = "/".join(urlsplit(repo_url).path.strip("/").split("/")[:2])
+    chapters = sorted((html_dir / "notebooks").glob("*.html"))
+    seen = 0
+    for page in _pages(html_dir):
+        for link in _colab_targets(page.read_text(encoding="utf-8")):
+            parts = link[len(COLAB):].split("/")
+            assert len(parts) >= 5 and parts[2] == "blob", f"{page.name}: odd Colab link {link}"
+            assert "/".join(parts[:2]) == org_repo, f"{page.name}: {link} is not in {repo_url}"
+            path = unquote("/".join(parts[4:]))
+            assert path.endswith(".ipynb") and (REPO / path).is_file(), \
+                f"{page.name}: {link} opens {path}, which is not in the repository"
+            seen += 1
+    for page in chapters:  # each chapter's launch button opens its own source notebook
+        links = _colab_targets(page.read_text(encoding="utf-8"))
+        assert any(l.endswith(f"/notebooks/{page.stem}.ipynb") for l in links), page.name
+    assert seen >= len(chapters)
+
+
+# ---------------------------------------------------------------- in the browser
+
+@pytest.fixture(scope="module")
+def server(html_dir):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(html_dir)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.skip("chromium and chromedriver are needed (Debian: apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chrome')}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _open(driver, url):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    # images below the fold may be lazy: load them all, then wait until each has settled
+    driver.execute_script("for (const i of document.images) i.loading = 'eager';")
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return Array.from(document.images).every(i => i.complete)"))
+
+
+def _ids(path, cache={}):
+    if path not in cache:
+        cache[path] = set(re.findall(r'\sid="([^"]+)"', path.read_text(encoding="utf-8")))
+    return cache[path]
+
+
+def test_every_page_loads_with_its_images_and_links(html_dir, server, browser):
+    pages = _pages(html_dir)
+    assert (html_dir / "index.html") in pages and (html_dir / "comparison.html") in pages
+    problems = []
+    for page in pages:
+        rel = page.relative_to(html_dir).as_posix()
+        _open(browser, server + rel)
+        if not browser.title or "404" in browser.title:
+            problems.append(f"{rel}: did not load (title {browser.title!r})")
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => [i.currentSrc || i.src, i.naturalWidth])")
+        for src, width in images:
+            if (src.startswith(server) or src.startswith("data:")) and not width > 0:
+                problems.append(f"{rel}: image {src[:80]} did not decode")
+        for href in browser.execute_script("return Array.from(document.querySelectorAll('a[href]')).map(a => a.href)"):
+            if not href.startswith(server):
+                continue
+            parts = urlsplit(href)
+            target = html_dir / unquote(parts.path.lstrip("/"))
+            if parts.path.endswith("/"):
+                target = target / "index.html"
+            if not target.is_file():
+                problems.append(f"{rel}: broken link {href}")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in _ids(target):
+                problems.append(f"{rel}: link {href} names a missing anchor")
+        # Only failed local loads count: the theme's own scripts log a harmless redeclaration
+        # (sphinx-thebe's config snippet is included twice) and external hosts are blocked here.
+        errors = [e["message"] for e in browser.get_log("browser")
+                  if e["level"] == "SEVERE" and server.rstrip("/") in e["message"]
+                  and "Failed to load resource" in e["message"]
+                  and "/favicon.ico" not in e["message"]]  # asked for by the browser, not the page
+        problems += [f"{rel}: console error {m}" for m in errors]
+    assert not problems, "\n".join(problems)
+
+
+def test_comparison_page_has_the_table_with_every_id(html_dir, server, browser):
+    from selenium.webdriver.common.by import By
+
+    _open(browser, server + "comparison.html")
+    tables = browser.find_elements(By.CSS_SELECTOR, "table.comparison-table")
+    assert len(tables) == 2, "expected the numbers table and the claims table"
+    numbers = tables[0]
+    header = [th.text.strip() for th in numbers.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert header == ["id", "quantity", "paper (data; scale)", "ours", "our data & scale", "verdict"]
+    first_cells = {td.text.strip() for td in numbers.find_elements(By.CSS_SELECTOR, "tbody tr td:first-child")}
+    assert set(paper.IDS) <= first_cells
+    assert numbers.is_displayed() and numbers.size["height"] > 200
+
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, min(max(height, 1000), 12000))
+    shot = html_dir.parent / "comparison.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    browser.set_window_size(1400, 1000)
