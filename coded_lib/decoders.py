@@ -78,17 +78,11 @@ def binary_logit(model: CodedResNeXt, x: torch.Tensor, c: int) -> torch.Tensor:
     return model(x, subnn_mask=class_mask(model, c, x.shape[0], x.device)).logits[:, c]
 
 
-def _copy(module: nn.Module) -> nn.Module:
-    """Deep copy that shares the (immutable) coding schemes instead of copying them."""
-    memo = {id(m.scheme): m.scheme for m in module.modules() if getattr(m, "scheme", None) is not None}
-    return copy.deepcopy(module, memo)
-
-
 def _slice_block(block: ResNeXtBlock, paths: list[int]) -> ResNeXtBlock:
     """A copy of ``block`` holding only the given paths; it still normalizes by the full N (Eq. 3)."""
     d = block.d
     idx = torch.tensor([p * d + j for p in paths for j in range(d)])
-    small = _copy(block)
+    small = copy.deepcopy(block)
     small.n = len(paths)
     small.norm_paths = block.norm_paths
     small.scheme = None  # no codeword table for a single class; it stays an energy-normalizing block
@@ -131,14 +125,14 @@ def extract_binary_classifier(model: CodedResNeXt, c: int) -> BinaryClassifier:
         raise ValueError("a plain ResNeXt has no class-specific subNNs to extract")
     if not 0 <= c < model.num_classes:
         raise ValueError(f"class c={c}; allowed 0..{model.num_classes - 1}")
-    small = _copy(model)
+    small = copy.deepcopy(model)
     blocks = []
     for b in model.blocks:
         if b.coded:
             paths = [int(p) for p in b.scheme.table[c].nonzero()[0]]
             blocks.append(_slice_block(b, paths))
         else:
-            blocks.append(_copy(b))
+            blocks.append(copy.deepcopy(b))
     small.blocks = nn.ModuleList(blocks)
     small.coded_blocks = []  # no coding loss or early decoders in the extracted model
     small.head = nn.Linear(model.head.in_features, 1)
