@@ -107,6 +107,8 @@ class ResNeXtBlock(nn.Module):
         self.norm_paths = norm_paths or n
         self.p_drop, self.combine, self.coding, self.skip = p_drop, combine, coding, skip
         self.index = None  # position among the network's coded blocks, set by the network
+        if scheme is not None:  # on the model's device; not in the state dict (the scheme is data)
+            self.register_buffer("codewords", scheme.codewords(), persistent=False)
         hidden = n * d
         self.conv1 = conv1x1(c_in, hidden)
         self.bn1 = nn.BatchNorm2d(hidden, momentum=bn_momentum)
@@ -142,6 +144,12 @@ class ResNeXtBlock(nn.Module):
             t = torch.einsum("nkd,bndp->bnkp", w, hn)
             return t.pow(2).mean(dim=(2, 3))
 
+    def _per_path(self, h, factor):
+        """h [B, N*d, H, W] times a per-sample, per-path factor [B, N] (or [B, 1]), without copying the mask d times."""
+        b, _, hh, ww = h.shape
+        f = factor.to(h.dtype)[:, :, None, None, None]
+        return (h.view(b, -1, self.d, hh, ww) * f).view(b, -1, hh, ww)
+
     def forward(self, x, keep=None, drop=None, targets=None):
         """Returns (output, normalized energies [B, N] or None).
 
@@ -151,28 +159,29 @@ class ResNeXtBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         h = self.hidden(x)
         if keep is not None:
-            h = h * keep.to(h.dtype).repeat_interleave(self.d, dim=1)[:, :, None, None]
-        w_detach = None
+            h = self._per_path(h, keep)
+        active = None
         if self.scheme is not None and self.coding == "detach" and self.training and targets is not None:
             # appendix E: inactive subNNs see no gradient, through the normalizer either
-            active = self.scheme.codewords().to(h.device)[targets].repeat_interleave(self.d, dim=1)[:, :, None, None]
-            h = h * active + h.detach() * (1 - active)
-            w_detach = active
+            active = self.codewords[targets]
+            h = self._per_path(h, active) + self._per_path(h.detach(), 1 - active)
         energies = None
-        scale = None
+        factor = drop
         if self.coded:
             raw = self.path_energies(h)
             mean = (raw.sum(dim=1) / self.norm_paths).clamp_min(ENERGY_EPS)
             energies = raw / mean[:, None]  # E(t̄_n), Eq. 3: sums to N over the paths
-            scale = mean.rsqrt()
-        if drop is not None:
-            h = h * drop.to(h.dtype).repeat_interleave(self.d, dim=1)[:, :, None, None]
-        if w_detach is None:
+            # conv3 is linear: scaling its input by Eq. 3's factor (and the DropSubNN mask) scales its
+            # output, and saves keeping a second C_out-wide tensor for the backward pass
+            scale = mean.rsqrt()[:, None]
+            factor = scale if drop is None else drop * scale
+        if factor is not None:
+            h = self._per_path(h, factor)
+        if active is None:
             out = self.conv3(h)
         else:
-            out = self.conv3(h * w_detach) + F.conv2d(h * (1 - w_detach), self.conv3.weight.detach(), groups=self.conv3.groups)
-        if scale is not None:
-            out = out * scale.to(out.dtype)[:, None, None, None]
+            out = self.conv3(self._per_path(h, active)) + F.conv2d(
+                self._per_path(h, 1 - active), self.conv3.weight.detach(), groups=self.conv3.groups)
         out = self.bn3(out)
         if self.skip:
             out = out + identity
@@ -267,7 +276,7 @@ class CodedResNeXt(nn.Module):
             out, e = b(out, keep=keep, drop=drop, targets=targets)
             energies.append(e)
             if targets is not None and b.coding == "loss" and b.scheme is not None:
-                words = b.scheme.codewords().to(e.device)[targets]
+                words = b.codewords[targets]
                 code_loss = code_loss + coding_loss(e, words, b.n_act / b.n, self.loss_exponent)
             prev = b
         logits = self.head(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))

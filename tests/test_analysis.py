@@ -234,7 +234,7 @@ def test_subnn_output_distribution_groups_and_energies(mini):
     model, x, y = mini
     block = 3  # the second block of c4, the paper's "s3" (F-act)
     b = model.coded_blocks[block]
-    chw = 160 * 7 * 7
+    chw = 160 * 4 * 4  # C_out x H x W of c4 on 28x28 input (14, 7, then 4 after the strides)
     values, summary = subnn_output_distribution(model, loader(x[:1], y[:1], 1), block, subnns=range(5),
                                                 values_per_sample=None)
     assert len(values) == 5 * chw
@@ -289,8 +289,8 @@ def test_multiply_adds_and_overhead_of_the_mini_models():
     # the coded model adds its energy quadratic forms (matrix products) on top of the same convs
     assert count_multiply_adds(coded, (1, 28, 28)) > manual_multiply_adds(coded, (1, 28, 28))
     assert coded_flops_overhead(plain, (1, 28, 28)) == 0
-    # coded blocks: two of c3 (N=10, 80 x 14 x 14) and two of c4 (N=10, 160 x 7 x 7)
-    assert coded_flops_overhead(coded, (1, 28, 28)) == 3 * 10 * (2 * 80 * 14 * 14 + 2 * 160 * 7 * 7)
+    # coded blocks: two of c3 (N=10, 80 x 7 x 7) and two of c4 (N=10, 160 x 4 x 4); c2 strides 28 -> 14
+    assert coded_flops_overhead(coded, (1, 28, 28)) == 3 * 10 * (2 * 80 * 7 * 7 + 2 * 160 * 4 * 4)
 
 
 def test_fvcore_convention_gives_the_papers_resnext50_gflops():
