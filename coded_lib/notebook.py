@@ -1,0 +1,259 @@
+"""Glue shared by the notebooks: parameters, smoke mode, run folders, figures and results.
+
+Every notebook has a papermill ``parameters`` cell with its real defaults, then calls
+``setup(globals(), **smoke)``. With ``CODED_SMOKE=1`` in the environment (set by
+``notebooks/conftest.py`` when nbval runs the notebooks as tests) ``setup`` switches to the
+``smoke`` preset, applies the notebook's ``smoke`` values (smaller grids, fewer repeats, fewer
+samples) and keeps every run under ``$CODED_RUNS`` (a temporary folder), so the stored notebooks
+keep their real defaults and a test run never touches ``runs/``.
+
+A notebook then opens the run of its preset (trained first if missing, reused otherwise) and
+writes everything it makes into that run folder: ``figures/<name>.png`` and ``.pdf``,
+``tables/<name>.csv`` and ``results.csv`` (``coded_lib.report.record``), where the book's
+"paper vs ours" page finds it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SMOKE_ENV = "CODED_SMOKE"
+RUNS_ENV = "CODED_RUNS"
+SMOKE_PRESET = "smoke"
+
+# Data sets as a reader knows them, and their full split sizes (train, validation).
+DATA_NAMES = {"fashion_mnist": "Fashion-MNIST", "fashion_mnist_rot90": "Fashion-MNIST rotated 90°",
+              "digits": "scikit-learn digits", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+              "imagenet": "ImageNet"}
+DATA_SIZES = {"fashion_mnist": (60000, 10000), "fashion_mnist_rot90": (60000, 10000), "digits": (1438, 359),
+              "cifar10": (50000, 10000), "cifar100": (50000, 10000), "imagenet": (1281167, 50000)}
+
+
+def is_smoke() -> bool:
+    """True when the environment asks for smoke mode (``CODED_SMOKE`` set to anything but '' or '0')."""
+    return os.environ.get(SMOKE_ENV, "") not in ("", "0")
+
+
+def on_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def setup(namespace: dict, **smoke) -> bool:
+    """Finish a notebook's parameters; returns whether this is a smoke run.
+
+    ``namespace`` is the notebook's ``globals()``. In smoke mode ``preset`` becomes "smoke",
+    ``run_dir`` None, and every keyword of ``smoke`` replaces the parameter of that name (each
+    must exist: a typo would silently test the real defaults). On Colab, runs go to /content/runs
+    unless ``CODED_RUNS`` says otherwise. Figures are shown inline even under MPLBACKEND=Agg.
+    """
+    unknown = sorted(k for k in smoke if k not in namespace)
+    if unknown:
+        raise ValueError(f"smoke values for {unknown}, which are not parameters of this notebook; "
+                         f"allowed: {sorted(k for k in namespace if not k.startswith('_'))}")
+    smoke_run = is_smoke()
+    if smoke_run:
+        namespace["preset"] = SMOKE_PRESET
+        if "run_dir" in namespace:
+            namespace["run_dir"] = None
+        namespace.update(smoke)
+        if not os.environ.get(RUNS_ENV):  # never write smoke runs into the real runs/ folder
+            os.environ[RUNS_ENV] = tempfile.mkdtemp(prefix="coded_smoke_runs_")
+    elif on_colab() and not os.environ.get(RUNS_ENV):
+        os.environ[RUNS_ENV] = "/content/runs"
+    _display_setup()
+    import torch
+
+    torch.manual_seed(0)
+    return smoke_run
+
+
+def _display_setup():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None and "IPKernelApp" in ip.config:
+        # the book needs the figures in the executed notebooks, whatever MPLBACKEND the shell exported
+        ip.run_line_magic("matplotlib", "inline")
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.width", 200)
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+def changed(preset: str, **overrides) -> dict:
+    """The overrides that differ from the preset's values, so that equal configurations share one run
+    folder (``ensure_run`` names folders after the overrides given)."""
+    from .presets import get_config
+
+    base = get_config(preset).to_dict()
+    get_config(preset, **overrides)  # unknown fields and bad values fail here, naming what is allowed
+    return {k: v for k, v in overrides.items() if base[k] != v}
+
+
+def baseline(preset: str) -> tuple[str, dict]:
+    """(preset, overrides) of the plain ResNeXt twin of ``preset``: ``<preset>_baseline`` where it
+    exists, else the same recipe with the plain model, mu = 0 and p_drop = 0."""
+    from .presets import PRESETS, get_config
+
+    if preset + "_baseline" in PRESETS:
+        return preset + "_baseline", {}
+    model = get_config(preset).model
+    if not model.startswith("coded_"):
+        raise ValueError(f"preset {preset!r} trains {model!r}, which is already a plain ResNeXt")
+    return preset, changed(preset, model=model.replace("coded_", "", 1), mu=0.0, p_drop=0.0)
+
+
+def run_folder(preset: str, run_dir=None, **overrides) -> Path:
+    """The run folder of ``preset`` with ``overrides`` (not trained)."""
+    from .train import default_run_dir
+
+    return Path(run_dir) if run_dir is not None else default_run_dir(preset, changed(preset, **overrides))
+
+
+def ensure(preset: str, run_dir=None, **overrides) -> Path:
+    """The folder of a finished run (``coded_lib.train.ensure_run``), trained only if missing."""
+    from .train import ensure_run
+
+    return ensure_run(preset, run_folder(preset, run_dir, **overrides), progress=not is_smoke(),
+                      **changed(preset, **overrides))
+
+
+def sweep(preset: str, param: str, values, **base) -> "pd.DataFrame":
+    """One finished run per value of ``param`` (reused when it exists, a value equal to the preset's
+    shares the preset's folder), and the last row of each run's metrics.csv."""
+    import pandas as pd
+
+    from .analysis import read_final_metrics
+
+    rows = []
+    for value in values:
+        folder = ensure(preset, **{**base, param: value})
+        rows.append({param: value, "run_dir": str(folder), **read_final_metrics(folder)})
+    return pd.DataFrame(rows)
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+@dataclass
+class Folder:
+    """Where a notebook writes: figures, tables and the results rows of the book's comparison page.
+
+    ``data`` and ``scale`` describe what produced the numbers recorded here (SPEC: every number
+    names its data and scale).
+    """
+    dir: Path
+    data: str = ""
+    scale: str = ""
+
+    def save_figure(self, fig, name: str) -> list[Path]:
+        """``figures/<name>.png`` and ``.pdf`` in the folder."""
+        out = Path(self.dir) / "figures"
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / f"{name}.png", out / f"{name}.pdf"]
+        fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+        fig.savefig(paths[1], bbox_inches="tight")
+        return paths
+
+    def save_table(self, df, name: str) -> Path:
+        """``tables/<name>.csv`` in the folder."""
+        out = Path(self.dir) / "tables"
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / f"{name}.csv", index=False)
+        return out / f"{name}.csv"
+
+    def record(self, id, quantity, ours, verdict=None, claim_holds=None, data=None, scale=None) -> None:
+        """``coded_lib.report.record`` into this folder, with this folder's data and scale by default."""
+        from . import report
+
+        report.record(self.dir, id, quantity, ours, data or self.data, scale or self.scale,
+                      verdict=verdict, claim_holds=claim_holds)
+
+    def side_by_side(self, *ids):
+        """The paper's numbers beside ours (recorded here) for the given SPEC §2 ids."""
+        from . import report
+
+        return report.side_by_side(self.dir, ids=list(ids) or None)
+
+
+@dataclass
+class Run(Folder):
+    """A finished training run: its folder, model (eval mode, CPU) and Config."""
+    model: object = None
+    config: object = None
+    n_eval: int | None = field(default=None)
+
+    def loaders(self, n_train=None, n_val=None, batch_size: int = 256):
+        """(train, validation) DataLoaders of the run's data without augmentation, in a fixed order.
+
+        ``n_train`` / ``n_val``: class-balanced subsets of the run's own subsets (fixed seed);
+        None keeps them whole. ``data`` then names the number of validation images evaluated.
+        """
+        from . import data
+
+        cfg = self.config
+        train, val = data.get_datasets(cfg.dataset, cfg.train_subset, cfg.val_subset, cfg.seed, augment=False,
+                                       train_size=cfg.train_size, eval_size=cfg.eval_size,
+                                       data_dir=cfg.data_dir, download=cfg.download)
+        train, val = _subset(train, n_train), _subset(val, n_val)
+        self.n_eval = len(val)
+        self.data = describe_data(cfg, self.n_eval)
+        return (data.make_loader(train, batch_size, train=False), data.make_loader(val, batch_size, train=False))
+
+    def ood_loaders(self, n=None, batch_size: int = 256) -> dict:
+        """Out-of-distribution sets of the run's data (``coded_lib.data.get_ood``): name -> DataLoader."""
+        from . import data
+
+        cfg = self.config
+        sets = data.get_ood(cfg.dataset, size=n, eval_size=cfg.eval_size, data_dir=cfg.data_dir,
+                            download=cfg.download)
+        return {name: data.make_loader(ds, batch_size, train=False) for name, ds in sets.items()}
+
+
+def _subset(ds, n):
+    from torch.utils.data import Subset
+
+    from . import data
+
+    if n is None or n >= len(ds):
+        return ds
+    return Subset(ds, data.balanced_subset(data.targets_of(ds), n, 0).tolist())
+
+
+def describe_data(cfg, n_eval=None) -> str:
+    """'Fashion-MNIST: 8000 training images, 2000 validation images evaluated' for a Config."""
+    name = DATA_NAMES.get(cfg.dataset, cfg.dataset)
+    full_train, full_val = DATA_SIZES.get(cfg.dataset, (None, None))
+    n_train = cfg.train_subset or full_train
+    n_val = n_eval or cfg.val_subset or full_val
+    return f"{name}: {n_train} training images, {n_val} validation images evaluated"
+
+
+def describe_scale(cfg, model=None) -> str:
+    """'coded_resnext_mini (0.10 M parameters), 4 epochs, batch 128, μ = 6, p_drop = 0.1' for a Config."""
+    size = ""
+    if model is not None:
+        size = f" ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)"
+    return (f"{cfg.model}{size}, {cfg.epochs} epochs, batch {cfg.batch_size}, μ = {cfg.mu:g}, "
+            f"p_drop = {cfg.p_drop:g}")
+
+
+def open_run(preset: str, run_dir=None, **overrides) -> Run:
+    """The finished run of ``preset`` (trained first if missing), its model loaded on the CPU."""
+    from .train import load_run
+
+    folder = ensure(preset, run_dir, **overrides)
+    model, cfg = load_run(folder)
+    return Run(dir=folder, data=describe_data(cfg), scale=describe_scale(cfg, model), model=model, config=cfg)
+
+
+def folder(preset: str, run_dir=None, data: str = "", scale: str = "") -> Folder:
+    """The run folder of ``preset`` as a place to write, without training it (for notebooks that
+    need no trained model: coding schemes, architectures, cost)."""
+    return Folder(dir=run_folder(preset, run_dir), data=data, scale=scale)
