@@ -383,6 +383,12 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
             loss, correct = train_step(net, x, y, opt, cfg.mu, amp, scaler, xla=kind == "xla")
             sched.step()
             sums += torch.stack([loss * len(y), correct.float(), torch.ones_like(loss) * len(y)])
+            if kind == "xla":
+                # cut the graph here on every replica: a read-out on rank 0 alone (the progress bar)
+                # would otherwise cut it elsewhere there, and replicas running different graphs deadlock
+                import torch_xla
+
+                torch_xla.sync()
             bar.update(1)
             if show and (i % 10 == 9 or i == steps - 1):  # .item() waits for the device: not every step
                 s = sums.tolist()
