@@ -19,13 +19,7 @@ from coded_lib.analysis import (agreement_table, best_f1_threshold, binary_metri
 from coded_lib.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # small tensors: thread hand-offs cost more than they save on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,7 @@ from benchmarks.naive_block import NaiveCodedBlock, naive_model  # noqa: E402
 from coded_lib.models import build_model  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # these ops are tiny: with 2 threads on cores other processes keep busy, OpenMP's waits made
-    # this file 5x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _coded_block(model):

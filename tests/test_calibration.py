@@ -9,13 +9,7 @@ from coded_lib.calibration import (aug_temperature, calibration_errors, calibrat
                                    fit_aug_temperature, fit_temperature, reliability_table)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # these tensors are small: thread hand-offs cost more than they save on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def naive_ece_mce(conf, correct, M):
