@@ -379,16 +379,11 @@ def test_xla_path_trains_one_epoch_on_the_xla_cpu_device(tmp_path):
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir() and not os.environ.get("CODED_DATA"),
                     reason="Fashion-MNIST not installed (Debian package dataset-fashion-mnist, or CODED_DATA)")
-def test_short_fashion_mnist_run_learns(tmp_path):
+def test_short_fashion_mnist_run_learns(tmp_path, one_thread):
     from coded_lib.train import read_metrics, train
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see _env
-    try:
-        run = train("fashion_mnist", tmp_path / "fm", progress=False, epochs=2, train_subset=1600, val_subset=400,
-                    batch_size=32, lr=0.05)
-    finally:
-        torch.set_num_threads(threads)
+    run = train("fashion_mnist", tmp_path / "fm", progress=False, epochs=2, train_subset=1600, val_subset=400,
+                batch_size=32, lr=0.05)
     rows = read_metrics(run)
     assert rows[1]["train_loss"] < rows[0]["train_loss"]
     assert rows[-1]["val_loss"] < math.log(10)  # below the loss of a uniform guess
