@@ -32,11 +32,13 @@ data:
 
 setup: $(VENV)/.installed data
 
+# One torch thread per process: the suite runs subprocesses (resume, gloo, XLA) and notebook kernels,
+# and two processes each spinning two OpenMP threads on 2 cores were measured 5-20x slower.
 test: setup
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 test-unit: setup
-	$(PY) -m pytest tests -p no:cacheprovider
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests -p no:cacheprovider
 
 reproduce: setup
 	$(PY) -m coded_lib.reproduce --preset $(PRESET)
