@@ -224,7 +224,12 @@ def _randaugment(config: str, size: int, mean) -> object:
 
     # fill colour of the geometric ops; grey images need a one-element tuple
     hparams = dict(translate_const=int(size * 0.45), img_mean=tuple(min(255, round(255 * m)) for m in mean))
-    return rand_augment_transform(config, hparams)
+    # timm's default list, with one swap: its 'Posterize' keeps int(0.4 * M) bits, i.e. 0 bits (a black
+    # image) below M = 2.5, which Pillow >= 12 rejects; 'PosterizeOriginal' keeps 4-8 bits (AutoAugment's range)
+    from timm.data.auto_augment import _RAND_TRANSFORMS
+
+    ops = ["PosterizeOriginal" if op == "Posterize" else op for op in _RAND_TRANSFORMS]
+    return rand_augment_transform(config, hparams, transforms=ops)
 
 
 def make_transform(name: str, train: bool, randaugment: str | None = None, random_erasing: float = 0.0,

@@ -192,3 +192,17 @@ def test_imagenet_folder_transforms(tmp_path):
     assert first.shape == (3, 224, 224)
     torch.testing.assert_close(plain[0][0], first)  # no randomness without augmentation
     assert data.class_names("imagenet", str(tmp_path)) == ("n01", "n02")
+
+
+def test_every_randaugment_op_runs_at_the_papers_magnitudes():
+    """Each op of each preset's RandAugment, forced on: timm's 'Posterize' asked Pillow for 0 bits
+    at M = 2 (CIFAR-100's rand-m2-n1), which Pillow >= 12 rejects; this applies every op once."""
+    from PIL import Image
+
+    for mean, s in (((0.5,) * 3, "rand-m4-n3"), ((0.5,) * 3, "rand-m2-n1"), ((0.5,) * 3, "rand-m7-n2-mstd0.5"),
+                    ((0.5,) * 3, "rand-m10-n2"), ((0.5,), "rand-m2-n1")):
+        ra = data._randaugment(s, 32, mean)
+        img = Image.new("RGB" if len(mean) == 3 else "L", (32, 32), 128)
+        for op in ra.ops:
+            op.prob = 1.0
+            assert op(img).size == (32, 32), (s, op.name)
