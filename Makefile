@@ -41,11 +41,11 @@ test-unit: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests -p no:cacheprovider
 
 reproduce: setup
-	$(PY) -m coded_lib.reproduce --preset $(PRESET)
+	$(PY) -m coded_lib.companion.reproduce --preset $(PRESET)
 
 # rebuild the book from whatever notebooks already ran (no training)
 book: setup
-	$(PY) -m coded_lib.reproduce --no-execute
+	$(PY) -m coded_lib.companion.reproduce --no-execute
 
 bench: setup
 	$(PY) benchmarks/run.py

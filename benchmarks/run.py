@@ -44,11 +44,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python benchmarks/run.py` from a clone: find coded_lib and benchmarks
 
 from benchmarks.naive_block import naive_model  # noqa: E402
-from coded_lib import coding, data  # noqa: E402
-from coded_lib.analysis.cost import count_multiply_adds, count_parameters  # noqa: E402
+from coded_lib import coding  # noqa: E402
+from coded_lib.train import data  # noqa: E402
+from coded_lib.analysis.cost import count_multiply_adds  # noqa: E402
+from coded_lib.models import count_parameters  # noqa: E402
 from coded_lib.decoders import extract_binary_classifier, parameter_fractions  # noqa: E402
 from coded_lib.models import build_model  # noqa: E402
-from coded_lib.presets import get_config  # noqa: E402
+from coded_lib.train.presets import get_config  # noqa: E402
 from coded_lib.train import build_model_for, make_optimizer, train_step  # noqa: E402
 
 MU = 6.0  # the paper's CIFAR weight of the coding loss (Eq. 6), also the default preset's

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .coding import CodingScheme
-from .models import CodedResNeXt, ResNeXtBlock
+from .models import CodedResNeXt, ResNeXtBlock, count_parameters
 
 
 def _distances(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:
@@ -78,11 +78,20 @@ def binary_logit(model: CodedResNeXt, x: torch.Tensor, c: int) -> torch.Tensor:
     return model(x, subnn_mask=class_mask(model, c, x.shape[0], x.device)).logits[:, c]
 
 
+def _copy_without(module: nn.Module, parts: list[nn.Module]) -> nn.Module:
+    """A deep copy of ``module`` in which ``parts`` are not copied (they stay None until replaced):
+    deepcopy's memo answers them as already copied, so their weights are never duplicated."""
+    return copy.deepcopy(module, memo={id(p): None for p in parts})
+
+
 def _slice_block(block: ResNeXtBlock, paths: list[int]) -> ResNeXtBlock:
     """A copy of ``block`` holding only the given paths; it still normalizes by the full N (Eq. 3)."""
     d = block.d
     idx = torch.tensor([p * d + j for p in paths for j in range(d)])
-    small = copy.deepcopy(block)
+    # copy the block's small parts only: the path convs/BNs are rebuilt sliced below, and the
+    # codeword table belongs to the full scheme, not to a single-class classifier
+    small = _copy_without(block, [block.conv1, block.bn1, block.conv2, block.bn2, block.conv3])
+    small._buffers.pop("codewords", None)
     small.n = len(paths)
     small.norm_paths = block.norm_paths
     small.scheme = None  # no codeword table for a single class; it stays an energy-normalizing block
@@ -125,7 +134,7 @@ def extract_binary_classifier(model: CodedResNeXt, c: int) -> BinaryClassifier:
         raise ValueError("a plain ResNeXt has no class-specific subNNs to extract")
     if not 0 <= c < model.num_classes:
         raise ValueError(f"class c={c}; allowed 0..{model.num_classes - 1}")
-    small = copy.deepcopy(model)
+    small = _copy_without(model, [model.blocks, *model.blocks, model.head])  # all rebuilt below
     blocks = []
     for b in model.blocks:
         if b.coded:
@@ -143,7 +152,7 @@ def extract_binary_classifier(model: CodedResNeXt, c: int) -> BinaryClassifier:
 
 
 def _residual_path_params(blocks) -> int:
-    return sum(p.numel() for b in blocks for m in (b.conv1, b.bn1, b.conv2, b.bn2, b.conv3) for p in m.parameters())
+    return count_parameters(*(m for b in blocks for m in (b.conv1, b.bn1, b.conv2, b.bn2, b.conv3)))
 
 
 def parameter_fractions(model: CodedResNeXt, c: int) -> dict[str, float]:
@@ -151,6 +160,6 @@ def parameter_fractions(model: CodedResNeXt, c: int) -> dict[str, float]:
     ``whole`` (every parameter) and ``residual_paths`` (the subNNs' convs and BNs only: no stem,
     skip projections, post-sum BN or final layer). The paper's 38 % / 27 % / 35 % does not say which."""
     small = extract_binary_classifier(model, c)
-    whole = sum(p.numel() for p in small.parameters()) / sum(p.numel() for p in model.parameters())
+    whole = count_parameters(small) / count_parameters(model)
     paths = _residual_path_params(small.net.blocks) / _residual_path_params(model.blocks)
     return {"whole": whole, "residual_paths": paths}

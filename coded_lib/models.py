@@ -403,12 +403,18 @@ def build_model(name: str, **overrides) -> CodedResNeXt:
     return MODELS[name](**overrides)
 
 
+def count_parameters(*modules: nn.Module) -> int:
+    """Number of parameters of the given modules together (the one count used everywhere: T-arch,
+    T-cost, the binary classifiers' fractions). A parameter shared by two modules counts once."""
+    return sum(p.numel() for p in {id(p): p for m in modules for p in m.parameters()}.values())
+
+
 def stage_parameters(model: CodedResNeXt) -> dict[str, int]:
     """Parameters per stage (T-arch), plus the stem and the head."""
-    counts = {"stem": sum(p.numel() for p in model.stem.parameters())}
+    counts = {"stem": count_parameters(model.stem)}
     i = 0
     for st in model.arch.stages:
-        counts[st.name] = sum(p.numel() for b in model.blocks[i:i + st.depth] for p in b.parameters())
+        counts[st.name] = count_parameters(*model.blocks[i:i + st.depth])
         i += st.depth
-    counts["head"] = sum(p.numel() for p in model.head.parameters())
+    counts["head"] = count_parameters(model.head)
     return counts

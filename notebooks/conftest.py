@@ -1,7 +1,7 @@
 """nbval runs every notebook here as a test (`pytest notebooks --nbval-lax`), in smoke mode.
 
 The stored notebooks keep their real defaults; ``CODED_SMOKE=1`` makes their
-``coded_lib.notebook.setup(globals(), ...)`` cell switch to the ``smoke`` preset and to the small
+``coded_lib.companion.notebook.setup(globals(), ...)`` cell switch to the ``smoke`` preset and to the small
 values each notebook names, and ``CODED_RUNS`` sends every run to one temporary folder for the
 session, so the ``smoke`` run trained by the first notebook is reused by the others and nothing
 lands in ``runs/``. The variables are set just before a notebook's kernel starts (the kernel

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from coded_lib import paper, report, reproduce
+from coded_lib.companion import paper, report, reproduce
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"

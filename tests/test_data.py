@@ -1,4 +1,4 @@
-"""coded_lib.data against independent readers, numpy operations and the published statistics."""
+"""coded_lib.train.data against independent readers, numpy operations and the published statistics."""
 import gzip
 import shutil
 
@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from coded_lib import data
+from coded_lib.train import data
 
 needs_fashion = pytest.mark.skipif(
     not all(data._idx_file(data.FASHION_DIR, s) for pair in data.FASHION_FILES.values() for s in pair),

@@ -110,3 +110,32 @@ def test_parameter_fractions_by_hand_on_cifar10():
         kept += p * b.n_act / b.n
     assert frac["residual_paths"] == pytest.approx(kept / full, rel=1e-9)
     assert frac["residual_paths"] < frac["whole"] < 0.5
+
+
+def test_extraction_copies_only_what_the_classifier_keeps(monkeypatch):
+    """Issue 9: no deep copy of the whole model first; the sliced blocks carry no codeword table."""
+    model = trained_like(coded_resnext_mini())
+    copied = []
+    for cls in (torch.Tensor, torch.nn.Parameter):  # parameters have their own __deepcopy__
+        def counting(self, memo, original=cls.__deepcopy__):
+            copied.append(self.numel())
+            return original(self, memo)
+        monkeypatch.setattr(cls, "__deepcopy__", counting)
+    small = extract_binary_classifier(model, 4)
+    monkeypatch.undo()
+    kept = sum(t.numel() for t in small.state_dict().values())
+    assert sum(copied) <= kept  # the old code copied all of the model's tensors first
+    full = sum(t.numel() for t in model.state_dict().values())
+    assert kept < full
+    for b in small.net.blocks:
+        assert "codewords" not in dict(b.named_buffers())
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(small(x), binary_logit(model, x, 4), atol=1e-5)
+
+
+def test_count_parameters_counts_shared_weights_once():
+    from coded_lib.models import count_parameters
+    a, b = torch.nn.Linear(3, 4), torch.nn.Linear(3, 4)  # 3*4 + 4 = 16 each
+    assert count_parameters(a) == 16
+    assert count_parameters(a, b) == 32
+    assert count_parameters(a, a) == 16

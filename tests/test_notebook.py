@@ -1,4 +1,4 @@
-"""coded_lib.notebook (parameters, smoke mode, run folders, outputs) and the shape of notebooks/*.ipynb."""
+"""coded_lib.companion.notebook (parameters, smoke mode, run folders, outputs) and the shape of notebooks/*.ipynb."""
 import ast
 import csv
 import os
@@ -13,8 +13,9 @@ import yaml
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from coded_lib import notebook as nb  # noqa: E402
-from coded_lib import paper, presets, report, reproduce  # noqa: E402
+from coded_lib.companion import notebook as nb  # noqa: E402
+from coded_lib.companion import paper, report, reproduce  # noqa: E402
+from coded_lib.train import presets  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"

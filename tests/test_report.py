@@ -1,4 +1,4 @@
-"""coded_lib.report and coded_lib.paper on hand-made results files."""
+"""coded_lib.companion.report and .paper on hand-made results files."""
 import csv
 import html
 import importlib.util
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from markdown_it import MarkdownIt
 
-from coded_lib import paper, report
+from coded_lib.companion import paper, report
 
 REPO = Path(__file__).resolve().parents[1]
 # SPEC §2, copied by hand: the page must list exactly these, in this order.

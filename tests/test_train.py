@@ -1,4 +1,4 @@
-"""coded_lib.presets, coded_lib.checkpoint and coded_lib.train.
+"""coded_lib.train: presets, checkpoint and the loop.
 
 The resume tests run the CLI in subprocesses and kill them for real; the distributed test runs
 two gloo processes; the XLA test runs torch_xla on its CPU device.
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from coded_lib.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from coded_lib.presets import get_config, parse_value
+from coded_lib.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from coded_lib.train.presets import get_config, parse_value
 
 REPO = Path(__file__).resolve().parents[1]
 # 2 short epochs of the smoke preset (scikit-learn digits), 16 steps each: long enough to be killed mid-epoch
@@ -162,7 +162,7 @@ def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
     """A process killed (SIGKILL) halfway through writing a checkpoint leaves the old one loadable."""
     script = textwrap.dedent(f"""
         import os, signal, torch
-        from coded_lib import checkpoint
+        from coded_lib.train import checkpoint
         path = {str(tmp_path / "checkpoint.pt")!r}
         checkpoint.save_checkpoint({{"epoch": 1, "w": torch.arange(1000.0)}}, path)
         real_save = torch.save
@@ -250,7 +250,7 @@ def test_run_folder_contents(smoke_runs):
                              *[f"early_acc_{i + 1}" for i in range(n_blocks)], "epoch_time_s"]
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     # the last row's validation numbers, recomputed from the loaded weights by a plain loop
-    from coded_lib import data
+    from coded_lib.train import data
 
     _, val = data.get_datasets("digits", val_subset=config.val_subset)
     x = torch.stack([val[i][0] for i in range(len(val))])
@@ -295,9 +295,9 @@ def test_default_run_dirs(monkeypatch, tmp_path):
 
 DDP_WORKER = """
 import os, sys, torch
-from coded_lib.train import _place, build_model_for, make_optimizer, train_step, evaluate, train
-from coded_lib.presets import get_config
-from coded_lib import data
+from coded_lib.train.loop import _place, build_model_for, make_optimizer, train_step, evaluate, train
+from coded_lib.train.presets import get_config
+from coded_lib.train import data
 out = sys.argv[1]
 place = _place("cpu")  # gloo, from torchrun's variables
 cfg = get_config("smoke", p_drop=0.0, mu=6.0)
@@ -319,8 +319,8 @@ train("smoke", out + "/run", progress=False, epochs=1, train_subset=64, val_subs
 
 
 def test_two_processes_make_the_update_of_one(tmp_path):
-    from coded_lib.train import Place, build_model_for, evaluate, make_optimizer, train_step
-    from coded_lib import data
+    from coded_lib.train.loop import Place, build_model_for, evaluate, make_optimizer, train_step
+    from coded_lib.train import data
 
     script = tmp_path / "worker.py"
     script.write_text(DDP_WORKER)

@@ -1,10 +1,11 @@
 """Analyses behind the paper's tables and figures; the notebooks only call these.
 
-Each takes a model and a DataLoader (or tensors) and returns numbers or pandas DataFrames.
+Each takes a model and a DataLoader (or tensors) and returns numbers or pandas DataFrames. It imports
+the method; only ``sweep`` reaches into ``coded_lib.train`` (at call time), never ``companion``.
 """
 from .activations import subnn_output_distribution
 from .binary import BinaryReport, binary_classifiers, binary_metrics, binary_scores, masked_vs_extracted
-from .cost import (coded_flops_overhead, cost_table, count_multiply_adds, count_parameters, fvcore_flops,
+from .cost import (coded_flops_overhead, cost_table, count_multiply_adds, fvcore_flops,
                    peak_training_memory, training_throughput)
 from .early import agreement_table, early_accuracy
 from .inference import collect, eval_mode
@@ -19,7 +20,7 @@ __all__ = [
     "best_f1_threshold", "precision_recall", "f1_score",
     "subnn_output_distribution",
     "early_accuracy", "agreement_table",
-    "count_parameters", "count_multiply_adds", "fvcore_flops", "coded_flops_overhead", "training_throughput",
+    "count_multiply_adds", "fvcore_flops", "coded_flops_overhead", "training_throughput",
     "peak_training_memory", "cost_table",
     "sweep", "read_final_metrics",
 ]

@@ -16,11 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..models import count_parameters
 from .inference import eval_mode
-
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _input(model, input_size, batch_size=1, device=None):

@@ -9,7 +9,7 @@ keep their real defaults and a test run never touches ``runs/``.
 
 A notebook then opens the run of its preset (trained first if missing, reused otherwise) and
 writes everything it makes into that run folder: ``figures/<name>.png`` and ``.pdf``,
-``tables/<name>.csv`` and ``results.csv`` (``coded_lib.report.record``), where the book's
+``tables/<name>.csv`` and ``results.csv`` (``coded_lib.companion.report.record``), where the book's
 "paper vs ours" page finds it.
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _display_setup():
 def changed(preset: str, **overrides) -> dict:
     """The overrides that differ from the preset's values, so that equal configurations share one run
     folder (``ensure_run`` names folders after the overrides given)."""
-    from .presets import get_config
+    from ..train.presets import get_config
 
     base = get_config(preset).to_dict()
     get_config(preset, **overrides)  # unknown fields and bad values fail here, naming what is allowed
@@ -100,7 +100,7 @@ def changed(preset: str, **overrides) -> dict:
 def baseline(preset: str) -> tuple[str, dict]:
     """(preset, overrides) of the plain ResNeXt twin of ``preset``: ``<preset>_baseline`` where it
     exists, else the same recipe with the plain model, mu = 0 and p_drop = 0."""
-    from .presets import PRESETS, get_config
+    from ..train.presets import PRESETS, get_config
 
     if preset + "_baseline" in PRESETS:
         return preset + "_baseline", {}
@@ -112,14 +112,14 @@ def baseline(preset: str) -> tuple[str, dict]:
 
 def run_folder(preset: str, run_dir=None, **overrides) -> Path:
     """The run folder of ``preset`` with ``overrides`` (not trained)."""
-    from .train import default_run_dir
+    from ..train import default_run_dir
 
     return Path(run_dir) if run_dir is not None else default_run_dir(preset, changed(preset, **overrides))
 
 
 def ensure(preset: str, run_dir=None, **overrides) -> Path:
     """The folder of a finished run (``coded_lib.train.ensure_run``), trained only if missing."""
-    from .train import ensure_run
+    from ..train import ensure_run
 
     return ensure_run(preset, run_folder(preset, run_dir, **overrides), progress=not is_smoke(),
                       **changed(preset, **overrides))
@@ -130,7 +130,7 @@ def sweep(preset: str, param: str, values, **base) -> "pd.DataFrame":
     shares the preset's folder), and the last row of each run's metrics.csv."""
     import pandas as pd
 
-    from .analysis import read_final_metrics
+    from ..analysis import read_final_metrics
 
     rows = []
     for value in values:
@@ -169,7 +169,7 @@ class Folder:
         return out / f"{name}.csv"
 
     def record(self, id, quantity, ours, verdict=None, claim_holds=None, data=None, scale=None) -> None:
-        """``coded_lib.report.record`` into this folder, with this folder's data and scale by default."""
+        """``coded_lib.companion.report.record`` into this folder, with this folder's data and scale by default."""
         from . import report
 
         report.record(self.dir, id, quantity, ours, data or self.data, scale or self.scale,
@@ -195,7 +195,7 @@ class Run(Folder):
         ``n_train`` / ``n_val``: class-balanced subsets of the run's own subsets (fixed seed);
         None keeps them whole. ``data`` then names the number of validation images evaluated.
         """
-        from . import data
+        from ..train import data
 
         cfg = self.config
         train, val = data.get_datasets(cfg.dataset, cfg.train_subset, cfg.val_subset, cfg.seed, augment=False,
@@ -207,8 +207,8 @@ class Run(Folder):
         return (data.make_loader(train, batch_size, train=False), data.make_loader(val, batch_size, train=False))
 
     def ood_loaders(self, n=None, batch_size: int = 256) -> dict:
-        """Out-of-distribution sets of the run's data (``coded_lib.data.get_ood``): name -> DataLoader."""
-        from . import data
+        """Out-of-distribution sets of the run's data (``coded_lib.train.data.get_ood``): name -> DataLoader."""
+        from ..train import data
 
         cfg = self.config
         sets = data.get_ood(cfg.dataset, size=n, eval_size=cfg.eval_size, data_dir=cfg.data_dir,
@@ -219,7 +219,7 @@ class Run(Folder):
 def _subset(ds, n):
     from torch.utils.data import Subset
 
-    from . import data
+    from ..train import data
 
     if n is None or n >= len(ds):
         return ds
@@ -237,16 +237,17 @@ def describe_data(cfg, n_eval=None) -> str:
 
 def describe_scale(cfg, model=None) -> str:
     """'coded_resnext_mini (0.10 M parameters), 4 epochs, batch 128, μ = 6, p_drop = 0.1' for a Config."""
+    from ..models import count_parameters
     size = ""
     if model is not None:
-        size = f" ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)"
+        size = f" ({count_parameters(model) / 1e6:.2f} M parameters)"
     return (f"{cfg.model}{size}, {cfg.epochs} epochs, batch {cfg.batch_size}, μ = {cfg.mu:g}, "
             f"p_drop = {cfg.p_drop:g}")
 
 
 def open_run(preset: str, run_dir=None, **overrides) -> Run:
     """The finished run of ``preset`` (trained first if missing), its model loaded on the CPU."""
-    from .train import load_run
+    from ..train import load_run
 
     folder = ensure(preset, run_dir, **overrides)
     model, cfg = load_run(folder)

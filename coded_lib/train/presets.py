@@ -142,7 +142,7 @@ def validate(cfg: Config) -> None:
         _fail("num_workers", cfg.num_workers, "an integer >= 0 or None")
     if cfg.randaugment is not None and not cfg.randaugment.startswith("rand-"):
         _fail("randaugment", cfg.randaugment, "a timm RandAugment string such as 'rand-m4-n3', or None")
-    from .models import MODELS  # here, not at the top: presets stay importable without building models
+    from ..models import MODELS  # here, not at the top: presets stay importable without building models
 
     if cfg.model not in MODELS:
         _fail("model", cfg.model, sorted(MODELS))

@@ -14,7 +14,7 @@ information paths* (main text, appendix and talk slides).
      "claim": ""}                        # the qualitative claim, "" for a bare number
 
 Rows with a non-empty ``claim`` carry a statement the book checks on our runs
-(``coded_lib.report``). Our results join a paper row when they have the same
+(``coded_lib.companion.report``). Our results join a paper row when they have the same
 ``id`` and their quantity starts with the paper row's quantity, so notebooks
 should reuse the ``quantity`` strings below (``quantities(id)`` lists them).
 """

@@ -5,7 +5,7 @@
 
 The loss is Eq. 6, cross-entropy + mu * (sum over coded blocks of the coding loss, Eq. 5),
 minimized by SGD with Nesterov momentum on a per-iteration cosine schedule (SPEC §1.4). A run
-folder holds ``config.json`` (the resolved :class:`~coded_lib.presets.Config`), ``metrics.csv``
+folder holds ``config.json`` (the resolved :class:`~coded_lib.train.presets.Config`), ``metrics.csv``
 and ``checkpoint.pt`` (rewritten atomically after every epoch). metrics.csv has one row per
 epoch: ``lr`` at the epoch's first step, ``train_loss`` (Eq. 6, averaged over the epoch's
 steps, with DropSubNN and augmentation), ``train_acc``, the validation ``val_loss``
@@ -43,7 +43,7 @@ from . import data
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_cpu
 from .presets import RUNTIME_FIELDS, Config, config_from_dict, get_config, parse_value
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT, CONFIG, METRICS = "checkpoint.pt", "config.json", "metrics.csv"
 
 
@@ -152,7 +152,7 @@ def seed_all(seed: int) -> None:
 
 def build_model_for(cfg: Config):
     """The config's model, sized for its data set (classes, input channels)."""
-    from .models import build_model
+    from ..models import build_model
 
     info = data.INFO[cfg.dataset]
     return build_model(cfg.model, num_classes=info.num_classes, in_channels=info.in_channels,
@@ -214,7 +214,7 @@ def train_step(model, x, y, optimizer, mu: float, amp=None, scaler=None, xla: bo
 @torch.no_grad()
 def evaluate(model, loader, place: Place, amp=None) -> dict:
     """Validation: cross-entropy, accuracy, coding loss (Eq. 5 summed over blocks) and every early decoder's accuracy (Eq. 7)."""
-    from .decoders import early_decode
+    from ..decoders import early_decode
 
     model.eval()
     blocks = model.coded_blocks
@@ -480,7 +480,7 @@ def parse_sets(items: list[str]) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m coded_lib.train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="fashion_mnist", help="a preset of coded_lib.presets.PRESETS")
+    ap.add_argument("--preset", default="fashion_mnist", help="a preset of coded_lib.train.presets.PRESETS")
     ap.add_argument("--run-dir", default=None, help="run folder (default: runs/<preset>[-overrides])")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config field, e.g. --set mu=2 --set ratios=c3=4/10 (repeatable)")

@@ -1,6 +1,6 @@
 """`make reproduce`: run every notebook, write the comparison page, build the book.
 
-    python -m coded_lib.reproduce --preset fashion_mnist
+    python -m coded_lib.companion.reproduce --preset fashion_mnist
 
 1. Each notebook of ``NOTEBOOKS`` (``notebooks/<stem>.ipynb``) runs through
    papermill with ``preset`` as parameter, from the repository root; the
@@ -8,7 +8,7 @@
    it (the book never executes anything itself). A notebook not written yet is
    skipped with a warning. Training is not repeated: the notebooks reuse
    finished runs under ``runs/`` (``coded_lib.train.ensure_run``).
-2. ``coded_lib.report`` gathers ``runs/**/results.csv`` into ``book/comparison.md``.
+2. ``coded_lib.companion.report`` gathers ``runs/**/results.csv`` into ``book/comparison.md``.
 3. ``jupyter-book build book/`` renders the book to ``book/_build/html``.
 
 A notebook that fails is kept (with its error) in the book, the other steps
@@ -23,9 +23,9 @@ import time
 import warnings
 from pathlib import Path
 
-from coded_lib import report
+from . import report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "notebooks"
 BOOK = REPO / "book"
 
@@ -112,7 +112,7 @@ def build_book(book=BOOK, quiet=False):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m coded_lib.reproduce",
+    ap = argparse.ArgumentParser(prog="python -m coded_lib.companion.reproduce",
                                  description="Run every notebook, write the comparison page, build the book.")
     ap.add_argument("--preset", default="fashion_mnist", help="preset passed to every notebook")
     ap.add_argument("--only", nargs="+", metavar="STEM", help=f"run only these of: {' '.join(NOTEBOOKS)}")
