@@ -361,7 +361,10 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
         val_iter = pl.MpDeviceLoader(val_loader, place.device)
 
     show = progress and place.main
-    epochs_bar = tqdm(total=cfg.epochs, initial=start, desc="epochs", disable=not show, file=sys.stderr)
+    # bars only on a terminal: in a notebook (papermill, the book) each refresh would become an
+    # output block; the one line per epoch below is printed either way
+    bars = show and sys.stderr.isatty()
+    epochs_bar = tqdm(total=cfg.epochs, initial=start, desc="epochs", disable=not bars, file=sys.stderr)
     for epoch in range(start, cfg.epochs):
         if place.world > 1:
             # one random stream per process and epoch: gathering every process's states into the
@@ -376,7 +379,7 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
         lr = opt.param_groups[0]["lr"]
         net.train()
         sums = torch.zeros(3, device=place.device)  # loss * n, correct, n
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not show,
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not bars,
                    file=sys.stderr)
         for i, (x, y) in enumerate(train_iter):
             x, y = x.to(place.device, non_blocking=True), y.to(place.device, non_blocking=True)
@@ -390,7 +393,7 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
 
                 torch_xla.sync()
             bar.update(1)
-            if show and (i % 10 == 9 or i == steps - 1):  # .item() waits for the device: not every step
+            if bars and (i % 10 == 9 or i == steps - 1):  # .item() waits for the device: not every step
                 s = sums.tolist()
                 bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}")
         bar.close()
