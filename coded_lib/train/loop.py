@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=4 -m coded_lib.train --preset cifar10      # several GPUs (DDP)
 
 The loss is Eq. 6, cross-entropy + mu * (sum over coded blocks of the coding loss, Eq. 5),
-minimized by SGD with Nesterov momentum on a per-iteration cosine schedule (SPEC §1.4). A run
+minimized by SGD with Nesterov momentum on a cosine schedule stepped once per epoch (SPEC §1.4). A run
 folder holds ``config.json`` (the resolved :class:`~coded_lib.train.presets.Config`), ``metrics.csv``
 and ``checkpoint.pt`` (rewritten atomically after every epoch). metrics.csv has one row per
 epoch: ``lr`` at the epoch's first step, ``train_loss`` (Eq. 6, averaged over the epoch's
@@ -40,11 +40,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import data
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_cpu
+from .checkpoint import CheckpointError, load_checkpoint, load_latest, rng_state, save_checkpoint, set_rng_state, to_cpu
 from .presets import RUNTIME_FIELDS, Config, config_from_dict, get_config, parse_value
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT, CONFIG, METRICS = "checkpoint.pt", "config.json", "metrics.csv"
+# what a training checkpoint holds (a bare state dict or a foreign file is refused by name)
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "config", "history")
 
 
 # --- devices -----------------------------------------------------------------------------------
@@ -132,6 +134,25 @@ def _reduce_sum(t: torch.Tensor, place: Place) -> torch.Tensor:
     return t.detach().cpu()
 
 
+def average_bn_stats(model, place: Place) -> None:
+    """Average the BatchNorm running statistics over the processes, in place (the authors' timm
+    ``--dist-bn reduce``, after every training epoch): each replica normalizes with its own batch, so
+    their running statistics drift apart, and evaluation and the checkpoint would see rank 0's alone."""
+    if place.world == 1:
+        return
+    stats = [b for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var"))]
+    if place.kind == "xla":
+        import torch_xla.core.xla_model as xm
+
+        xm.all_reduce(xm.REDUCE_SUM, stats, scale=1.0 / place.world)  # in place on the list
+    else:
+        import torch.distributed as dist
+
+        for t in stats:
+            dist.all_reduce(t)
+            t.div_(place.world)
+
+
 def _barrier(place: Place, tag: str) -> None:
     if place.world > 1:
         if place.kind == "xla":
@@ -159,22 +180,32 @@ def build_model_for(cfg: Config):
                        **cfg.model_overrides())
 
 
-def lr_factor(step: int, cfg: Config, steps_per_epoch: int) -> float:
-    """lr(step) / cfg.lr: linear warm-up, cosine from lr to lr_min, then lr_min for the cool-down."""
-    warm = cfg.warmup_epochs * steps_per_epoch
-    decay = (cfg.epochs - cfg.warmup_epochs - cfg.cooldown_epochs) * steps_per_epoch
-    if step < warm:
-        return (step + 1) / warm
-    t = min(step - warm, decay)
-    lr = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t / max(decay, 1)))
-    return lr / cfg.lr
+def lr_at(epoch: int, cfg: Config) -> float:
+    """The learning rate of (0-based) ``epoch``, constant over the epoch, as the authors' schedules:
+    on CIFAR torch's CosineAnnealingLR(T_max=epochs, eta_min=lr_min) stepped per epoch; on ImageNet
+    timm's CosineLRScheduler per epoch: linear warm-up from warmup_lr (epoch 0 runs at warmup_lr),
+    then the cosine of the un-shifted epoch over the epochs before the cool-down, then lr_min."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.warmup_lr + epoch * (cfg.lr - cfg.warmup_lr) / cfg.warmup_epochs
+    decay = max(cfg.epochs - cfg.cooldown_epochs, 1)
+    t = min(epoch, decay)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t / decay))
 
 
-def make_optimizer(model, cfg: Config, steps_per_epoch: int):
-    """SGD (Nesterov) and a LambdaLR stepped once per iteration, so that its state resumes exactly."""
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+def make_optimizer(model, cfg: Config):
+    """SGD (Nesterov) and a LambdaLR stepped once per epoch (its state resumes exactly).
+
+    ``filter_bias_and_bn``: timm's parameter groups (no weight decay on 1-d parameters, i.e. BN
+    weights and biases, nor on biases), as the authors' ImageNet runs; else every parameter decays.
+    """
+    params = model.parameters()
+    if cfg.filter_bias_and_bn:
+        from timm.optim import param_groups_weight_decay
+
+        params = param_groups_weight_decay(model, cfg.weight_decay)
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                           weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg, steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: lr_at(epoch, cfg) / cfg.lr)
     return opt, sched
 
 
@@ -185,8 +216,10 @@ def autocast(place_kind: str, cfg: Config):
     return nullcontext()
 
 
-def train_step(model, x, y, optimizer, mu: float, amp=None, scaler=None, xla: bool = False):
-    """One SGD step on the loss of Eq. 6; returns (loss, number correct), detached, on the device.
+def train_step(model, x, y, optimizer, mu: float, amp=None, scaler=None, xla: bool = False,
+               label_smoothing: float = 0.0):
+    """One SGD step on the loss of Eq. 6 (its cross-entropy with ``label_smoothing``); returns
+    (loss, number correct), detached, on the device.
 
     ``model`` may be wrapped in DistributedDataParallel: the gradients are then averaged over
     processes, so that two processes on two halves of a batch make the update of one process
@@ -194,7 +227,7 @@ def train_step(model, x, y, optimizer, mu: float, amp=None, scaler=None, xla: bo
     """
     with amp or nullcontext():
         out = model(x, y)
-    loss = F.cross_entropy(out.logits.float(), y) + mu * out.code_loss
+    loss = F.cross_entropy(out.logits.float(), y, label_smoothing=label_smoothing) + mu * out.code_loss
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:  # float16 on a GPU
         scaler.scale(loss).backward()
@@ -209,6 +242,20 @@ def train_step(model, x, y, optimizer, mu: float, amp=None, scaler=None, xla: bo
         else:
             optimizer.step()
     return loss.detach(), (out.logits.detach().argmax(1) == y).sum()
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became nan or inf: the run diverged (stopped before its checkpoint took the epoch in)."""
+
+
+def check_finite(values: dict, where: str, cfg: Config) -> None:
+    """Stop a diverged run. ``values`` are numbers the loop has already read from the device
+    (the progress read-out every few steps, the epoch's sums): checking them costs no extra sync."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLoss(f"{', '.join(f'{k} = {v}' for k, v in bad.items())} {where}: the run diverged. "
+                            f"Start a new run (another --run-dir) with a smaller lr (now {cfg.lr:g}) or mu "
+                            f"(now {cfg.mu:g}); nothing of the diverged epoch was saved")
 
 
 @torch.no_grad()
@@ -286,12 +333,41 @@ def _check_same_run(saved: Config, cfg: Config, run_dir: Path) -> None:
                          "use another --run-dir, or delete the folder to start over")
 
 
+def _repair_metrics(run_dir: Path, history: list[dict]) -> None:
+    """Rewrite metrics.csv from the checkpoint's history when it is missing or has other epochs
+    (a process killed between saving the checkpoint and writing the metrics leaves it one row short)."""
+    try:
+        ok = [r["epoch"] for r in read_metrics(run_dir)] == [r["epoch"] for r in history]
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok and history:
+        _write_metrics(run_dir / METRICS, history)
+        print(f"{run_dir / METRICS}: rebuilt from the checkpoint's history ({len(history)} epochs)", file=sys.stderr)
+
+
+def latest_checkpoint(run_dir, repair: bool = True) -> dict | None:
+    """The run's newest good checkpoint (falling back to the previous one if it is damaged), or None.
+
+    ``repair``: also rebuild metrics.csv from the checkpoint's history and delete the temporary
+    files a killed process left (one process of a run does this, before the others read).
+    """
+    run_dir = Path(run_dir)
+    if not repair:
+        path = run_dir / CHECKPOINT
+        return load_checkpoint(path, CHECKPOINT_KEYS) if path.exists() else None
+    for tmp in run_dir.glob("*.tmp"):  # torn writes of a killed process: never read, so never needed
+        tmp.unlink()
+    ckpt = load_latest(run_dir / CHECKPOINT, CHECKPOINT_KEYS)
+    if ckpt is not None:
+        _repair_metrics(run_dir, ckpt["history"])
+    return ckpt
+
+
 def is_finished(run_dir, cfg: Config | None = None) -> bool:
     """True if ``run_dir`` holds a checkpoint of all of its epochs (and of ``cfg``'s run, when given)."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
         return False
-    ckpt = load_checkpoint(path)
     saved = config_from_dict(ckpt["config"])
     if cfg is not None:
         _check_same_run(saved, cfg, Path(run_dir))
@@ -305,7 +381,11 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
     if cfg.batch_size % place.world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({place.world})")
     ckpt_path = run_dir / CHECKPOINT
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    # the main process repairs the folder (damaged checkpoint, metrics.csv), then the others read it
+    ckpt = latest_checkpoint(run_dir) if place.main else None
+    _barrier(place, "resume")
+    if not place.main:
+        ckpt = latest_checkpoint(run_dir, repair=False)
     if ckpt is not None:
         _check_same_run(config_from_dict(ckpt["config"]), cfg, run_dir)
         if ckpt["epoch"] >= cfg.epochs:
@@ -339,7 +419,7 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[place.device.index] if kind == "cuda" else None)
-    opt, sched = make_optimizer(model, cfg, steps)
+    opt, sched = make_optimizer(model, cfg)
     history, start = [], 0
     if ckpt is not None:
         opt.load_state_dict(ckpt["optimizer"])
@@ -383,8 +463,8 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
                    file=sys.stderr)
         for i, (x, y) in enumerate(train_iter):
             x, y = x.to(place.device, non_blocking=True), y.to(place.device, non_blocking=True)
-            loss, correct = train_step(net, x, y, opt, cfg.mu, amp, scaler, xla=kind == "xla")
-            sched.step()
+            loss, correct = train_step(net, x, y, opt, cfg.mu, amp, scaler, xla=kind == "xla",
+                                       label_smoothing=cfg.label_smoothing)
             sums += torch.stack([loss * len(y), correct.float(), torch.ones_like(loss) * len(y)])
             if kind == "xla":
                 # cut the graph here on every replica: a read-out on rank 0 alone (the progress bar)
@@ -395,11 +475,15 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
             bar.update(1)
             if bars and (i % 10 == 9 or i == steps - 1):  # .item() waits for the device: not every step
                 s = sums.tolist()
+                check_finite({"training loss": s[0]}, f"at step {i + 1} of epoch {epoch + 1}", cfg)
                 bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}")
         bar.close()
+        sched.step()  # per epoch, as the authors' schedules
+        average_bn_stats(model, place)
         s = _reduce_sum(sums, place).tolist()
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": s[0] / s[2], "train_acc": s[1] / s[2]}
         row.update(evaluate(model, val_iter, place, amp))
+        check_finite({k: row[k] for k in ("train_loss", "val_loss", "code_loss")}, f"in epoch {epoch + 1}", cfg)
         row["epoch_time_s"] = time.perf_counter() - t0
         history.append(row)
         if place.main:
@@ -423,6 +507,17 @@ def _xla_worker(index: int, cfg_dict: dict, run_dir: str, progress: bool) -> Non
     _run(config_from_dict(cfg_dict), Path(run_dir), "xla", progress)
 
 
+def _run_folder(run_dir, preset: str, overrides: dict) -> Path:
+    """``run_dir`` as a Path, or the default folder when it is None; an empty string is refused
+    (it would scatter a run's files over the current folder)."""
+    if run_dir is None:
+        return default_run_dir(preset, overrides)
+    if not str(run_dir).strip():
+        raise ValueError(f"run_dir={str(run_dir)!r} is empty; give a folder (e.g. runs/{preset}) "
+                         f"or leave it out for the default {default_run_dir(preset, overrides)}")
+    return Path(run_dir)
+
+
 def train(config: Config | str = "fashion_mnist", run_dir=None, progress: bool = True, **overrides) -> Path:
     """Train (or resume, or skip if finished) the run of ``config`` in ``run_dir``; returns the run folder.
 
@@ -434,7 +529,7 @@ def train(config: Config | str = "fashion_mnist", run_dir=None, progress: bool =
         cfg = get_config(config, **overrides)
     else:
         cfg = config_from_dict({**config.to_dict(), **overrides})
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg.preset, overrides)
+    run_dir = _run_folder(run_dir, cfg.preset, overrides)
     kind = resolve_device(cfg.device)
     if kind == "xla":
         import torch_xla
@@ -451,20 +546,37 @@ def ensure_run(preset: str, run_dir=None, progress: bool = True, **overrides) ->
     The default folder is ``runs/<preset>`` plus a suffix naming the overrides (see default_run_dir).
     """
     cfg = get_config(preset, **overrides)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(preset, overrides)
+    run_dir = _run_folder(run_dir, preset, overrides)
     if not is_finished(run_dir, cfg):
         train(cfg, run_dir, progress=progress)
     return run_dir
 
 
 def load_run(run_dir, device="cpu"):
-    """(model, config) of a run: the model rebuilt from config.json, weights from the checkpoint, in eval mode."""
+    """(model, config) of a run: the model rebuilt from config.json, weights from the checkpoint, in eval mode.
+
+    The checkpoint's own config must describe the same run as config.json (a checkpoint copied in
+    from another run is refused). A damaged checkpoint raises CheckpointError: training the run
+    again (``ensure_run`` or the CLI) resumes it from the previous checkpoint.
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT).exists():
-        raise FileNotFoundError(f"{run_dir / CHECKPOINT} does not exist: train the run first (coded_lib.train.ensure_run)")
-    cfg = config_from_dict(json.loads((run_dir / CONFIG).read_text()))
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: train the run first (coded_lib.train.ensure_run)")
+    try:
+        ckpt = load_checkpoint(path, CHECKPOINT_KEYS)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; rerun its training (ensure_run or python -m coded_lib.train) to resume "
+                              "from the previous checkpoint") from None
+    saved = config_from_dict(ckpt["config"])
+    cfg = config_from_dict(json.loads((run_dir / CONFIG).read_text())) if (run_dir / CONFIG).exists() else saved
+    diff = saved.same_run(cfg)
+    if diff:
+        raise ValueError(f"{path} was trained with another configuration than {run_dir / CONFIG} says ("
+                         + ", ".join(f"{k}: {getattr(saved, k)!r} in the checkpoint, {getattr(cfg, k)!r} in config.json"
+                                     for k in diff) + "): it was copied from another run; train this run again")
     model = build_model_for(cfg)
-    model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
+    model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), cfg
 
 
@@ -489,12 +601,22 @@ def main(argv=None) -> None:
                     help="override a config field, e.g. --set mu=2 --set ratios=c3=4/10 (repeatable)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars or epoch lines")
     args = ap.parse_args(argv)
+    run_dir = args.run_dir
     try:
         overrides = parse_sets(args.sets)
         get_config(args.preset, **overrides)  # reject bad presets and values before any work
-    except ValueError as e:
-        ap.error(str(e))
-    run_dir = train(args.preset, args.run_dir, progress=not args.no_progress, **overrides)
+        run_dir = _run_folder(args.run_dir, args.preset, overrides)
+        train(args.preset, run_dir, progress=not args.no_progress, **overrides)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command again to resume {run_dir} from its last checkpoint "
+              "(saved after every epoch)", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, FileNotFoundError, CheckpointError, NonFiniteLoss) as e:
+        # a user's mistake (a value, a folder, missing data, no GPU) or a diverged run: one line, no
+        # traceback; CODED_DEBUG=1 shows it
+        if os.environ.get("CODED_DEBUG"):
+            raise
+        ap.exit(1 if isinstance(e, NonFiniteLoss) else 2, f"{ap.prog}: error: {e}\n")
     print(run_dir)
 
 
