@@ -324,7 +324,7 @@ def bench_preset(preset: str, steps: int, rounds: int, **overrides) -> list[dict
             x = torch.randn(cfg.batch_size, info.in_channels, info.size, info.size)
             loader = [(x, torch.randint(0, info.num_classes, (cfg.batch_size,)))] * (steps * (rounds + 1))
             source = f"random {info.size}x{info.size} data ({cfg.dataset} not installed)"
-        opt, _ = make_optimizer(model, cfg, steps_per_epoch=max(len(loader), 1))
+        opt, _ = make_optimizer(model, cfg)
         batches = iter(loader)
 
         def run(model=model, opt=opt, batches=batches, mu=cfg.mu):

@@ -144,9 +144,8 @@ def extract_binary_classifier(model: CodedResNeXt, c: int) -> BinaryClassifier:
             blocks.append(copy.deepcopy(b))
     small.blocks = nn.ModuleList(blocks)
     small.coded_blocks = []  # no coding loss or early decoders in the extracted model
-    small.head = nn.Linear(model.head.in_features, 1)
+    small.head = nn.Linear(model.head.in_features, 1, bias=False)  # the network's head has no bias either
     small.head.weight.data = model.head.weight.data[c:c + 1].clone()
-    small.head.bias.data = model.head.bias.data[c:c + 1].clone()
     small.num_classes = 1
     return BinaryClassifier(small, c).eval()
 

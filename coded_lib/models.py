@@ -236,7 +236,9 @@ class CodedResNeXt(nn.Module):
                                            coding=coding, skip=skip, bn_momentum=bn_momentum))
                 c_in = st.c_out
         self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Linear(c_in, arch.num_classes)
+        # no bias, as every network of the authors (CIFAR and ImageNet): the binary classifier of a
+        # class (F-binary) is then its row of weights alone
+        self.head = nn.Linear(c_in, arch.num_classes, bias=False)
         self.coded_blocks = [b for b in self.blocks if b.coded]
         for i, b in enumerate(self.coded_blocks):
             b.index = i

@@ -59,9 +59,10 @@ def test_presets_follow_the_paper():
     im = get_config("imagenet")
     assert (im.epochs, im.warmup_epochs, im.cooldown_epochs, im.batch_size, im.lr, im.weight_decay) == (250, 5, 10, 1536, 0.6, 1e-4)
     assert (im.randaugment, im.random_erasing, im.random_erasing_count) == ("rand-m7-n2-mstd0.5", 0.4, 3)
-    assert (im.train_size, im.eval_size, im.mu, im.p_drop, im.bn_momentum) == (160, 224, 2, 0.1, 0.9)
+    assert (im.train_size, im.eval_size, im.mu, im.p_drop, im.bn_momentum) == (160, 224, 2, 0.1, 0.1)
     i150 = get_config("imagenet150")
     assert (i150.epochs, i150.warmup_epochs, i150.batch_size, i150.lr, i150.lr_min) == (150, 5, 1024, 0.4, 1e-5)
+    assert (i150.train_size, i150.eval_size) == (160, 160)
     assert (i150.randaugment, i150.random_erasing, i150.mu) == ("rand-m10-n2", 0.0, 1)
     for name in ("cifar10", "cifar100", "imagenet", "imagenet150", "fashion_mnist"):
         base = get_config(name + "_baseline")
@@ -118,28 +119,32 @@ def test_parse_value_uses_the_field_type():
 
 
 def test_lr_schedule_matches_torch_cosine():
-    """Without warm-up it is torch's CosineAnnealingLR stepped per iteration; warm-up is linear; cool-down stays at the floor."""
+    """Stepped once per epoch, as the authors': on CIFAR torch's CosineAnnealingLR over the epochs;
+    on ImageNet timm's CosineLRScheduler (linear warm-up from warmup_lr, un-shifted cosine, then the
+    floor for the cool-down epochs, which timm's train script adds after --epochs)."""
+    from timm.scheduler import CosineLRScheduler
+
     from coded_lib.train import make_optimizer
 
     cfg = get_config("smoke", epochs=6, lr=0.2, lr_min=0.01)
-    model = torch.nn.Linear(2, 2)
-    opt, sched = make_optimizer(model, cfg, steps_per_epoch=5)
+    opt, sched = make_optimizer(torch.nn.Linear(2, 2), cfg)
     ref_opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.2)
-    ref = torch.optim.lr_scheduler.CosineAnnealingLR(ref_opt, T_max=30, eta_min=0.01)
-    for _ in range(30):
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(ref_opt, T_max=6, eta_min=0.01)
+    for _ in range(6):
         assert math.isclose(opt.param_groups[0]["lr"], ref_opt.param_groups[0]["lr"], rel_tol=1e-9)
         opt.step(), sched.step(), ref_opt.step(), ref.step()
 
-    cfg = get_config("smoke", epochs=6, lr=0.2, lr_min=0.01, warmup_epochs=2, cooldown_epochs=1)
-    opt, sched = make_optimizer(torch.nn.Linear(2, 2), cfg, steps_per_epoch=5)
-    lrs = []
-    for _ in range(30):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step(), sched.step()
-    assert lrs[:10] == pytest.approx([0.2 * (i + 1) / 10 for i in range(10)])
-    # cosine over the 15 steps between warm-up and cool-down, then the floor
-    assert lrs[10:25] == pytest.approx([0.01 + 0.095 * (1 + math.cos(math.pi * t / 15)) for t in range(15)])
-    assert lrs[25:] == pytest.approx([0.01] * 5)
+    for cfg in (get_config("smoke", epochs=12, lr=0.2, lr_min=0.01, warmup_epochs=3, cooldown_epochs=2),
+                get_config("imagenet150"), get_config("imagenet")):
+        opt, sched = make_optimizer(torch.nn.Linear(2, 2), cfg)
+        ref_opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=cfg.lr)
+        ref = CosineLRScheduler(ref_opt, t_initial=cfg.epochs - cfg.cooldown_epochs, lr_min=cfg.lr_min,
+                                warmup_t=cfg.warmup_epochs, warmup_lr_init=cfg.warmup_lr)
+        for epoch in range(cfg.epochs):
+            ref.step(epoch)  # timm's train script: step(epoch + 1) after each epoch, from the initial epoch 0
+            assert math.isclose(opt.param_groups[0]["lr"], ref_opt.param_groups[0]["lr"], rel_tol=1e-9), epoch
+            opt.step(), sched.step()
+    assert get_config("imagenet150").warmup_lr == 1e-4
 
 
 # --- checkpoints -------------------------------------------------------------------------------
@@ -304,7 +309,7 @@ cfg = get_config("smoke", p_drop=0.0, mu=6.0)
 torch.manual_seed(0)
 model = build_model_for(cfg).eval()  # BatchNorm in eval mode: the same statistics for half and whole batches
 net = torch.nn.parallel.DistributedDataParallel(model)
-opt, _ = make_optimizer(model, cfg, 10)
+opt, _ = make_optimizer(model, cfg)
 g = torch.Generator().manual_seed(1)
 x, y = torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
 half = slice(4 * place.rank, 4 * place.rank + 4)
@@ -333,7 +338,7 @@ def test_two_processes_make_the_update_of_one(tmp_path):
     cfg = get_config("smoke", p_drop=0.0, mu=6.0)
     torch.manual_seed(0)
     model = build_model_for(cfg).eval()
-    opt, _ = make_optimizer(model, cfg, 10)
+    opt, _ = make_optimizer(model, cfg)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
     train_step(model, x, y, opt, cfg.mu)
