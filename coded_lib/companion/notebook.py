@@ -14,6 +14,8 @@ writes everything it makes into that run folder: ``figures/<name>.png`` and ``.p
 """
 from __future__ import annotations
 
+import ast
+import math
 import os
 import sys
 import tempfile
@@ -33,8 +35,14 @@ DATA_SIZES = {"fashion_mnist": (60000, 10000), "fashion_mnist_rot90": (60000, 10
 
 
 def is_smoke() -> bool:
-    """True when the environment asks for smoke mode (``CODED_SMOKE`` set to anything but '' or '0')."""
-    return os.environ.get(SMOKE_ENV, "") not in ("", "0")
+    """True when the environment asks for smoke mode: ``CODED_SMOKE`` 1/true/yes/on (0/false/no/off or unset: no)."""
+    value = os.environ.get(SMOKE_ENV, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{SMOKE_ENV}={os.environ[SMOKE_ENV]!r} is not understood; allowed: 1, true, yes, on "
+                     "(smoke mode) or 0, false, no, off, unset (the real defaults)")
 
 
 def on_colab() -> bool:
@@ -44,11 +52,13 @@ def on_colab() -> bool:
 def setup(namespace: dict, **smoke) -> bool:
     """Finish a notebook's parameters; returns whether this is a smoke run.
 
-    ``namespace`` is the notebook's ``globals()``. In smoke mode ``preset`` becomes "smoke",
+    ``namespace`` is the notebook's ``globals()``. Parameters injected by papermill are checked
+    first (:func:`check_parameters`). In smoke mode ``preset`` becomes "smoke",
     ``run_dir`` None, and every keyword of ``smoke`` replaces the parameter of that name (each
     must exist: a typo would silently test the real defaults). On Colab, runs go to /content/runs
     unless ``CODED_RUNS`` says otherwise. Figures are shown inline even under MPLBACKEND=Agg.
     """
+    check_parameters(namespace)
     unknown = sorted(k for k in smoke if k not in namespace)
     if unknown:
         raise ValueError(f"smoke values for {unknown}, which are not parameters of this notebook; "
@@ -68,6 +78,79 @@ def setup(namespace: dict, **smoke) -> bool:
 
     torch.manual_seed(0)
     return smoke_run
+
+
+def _assignments(source: str) -> dict:
+    """name -> value of a cell's top-level ``name = literal`` lines (``...`` for a non-literal value)."""
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                values[node.targets[0].id] = ...
+    return values
+
+
+def _finite(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(map(_finite, value))
+    if isinstance(value, dict):
+        return all(map(_finite, value.values()))
+    return True
+
+
+def _as_type_of(name: str, value, default):
+    """``value`` (as papermill passed it) in the type of the parameters cell's ``default``, or ValueError."""
+    if isinstance(value, str) and not isinstance(default, str):
+        try:  # papermill's -p passes lists and dicts as their text: "[9]"
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            if default is not None and default is not ...:
+                raise ValueError(f"papermill parameter {name}={value!r} cannot be read as "
+                                 f"{type(default).__name__}, the type of its default {default!r}") from None
+    if not _finite(value):
+        raise ValueError(f"papermill parameter {name}={value!r}: numbers must be finite")
+    if default is None or default is ...:
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    kinds = {bool: (bool,), int: (int,), float: (float,), str: (str,), list: (list, tuple), tuple: (list, tuple),
+             dict: (dict,)}.get(type(default), (type(default),))
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        hint = " (-r name value passes it as a string)" if isinstance(default, str) else ""
+        raise ValueError(f"papermill parameter {name}={value!r} is {type(value).__name__}; allowed: "
+                         f"{type(default).__name__}, the type of its default {default!r}{hint}")
+    return type(default)(value) if isinstance(default, (list, tuple)) else value
+
+
+def check_parameters(namespace: dict) -> None:
+    """Check the parameters papermill injected into a notebook, and parse them to their defaults' types.
+
+    papermill puts ``-p name value`` pairs in a cell of its own (source starting "# Parameters")
+    right after the cell tagged ``parameters``; it only warns about a name that cell lacks, and
+    passes ``-p blocks "[9]"`` as a string. Both cells are in IPython's input history
+    (``namespace["In"]``, in execution order), so that unknown names (typos) raise ValueError
+    naming the allowed ones, and each value is parsed to its default's type ("[9]" -> [9];
+    any value for a default of None). Without injected parameters this does nothing.
+    """
+    history = namespace.get("In")
+    if not isinstance(history, list):
+        return  # not in IPython
+    cells = [c for c in history[:-1] if isinstance(c, str)]  # the last one is the cell running now
+    injected = [i for i, c in enumerate(cells) if c.startswith("# Parameters\n")]
+    if not injected or injected[-1] == 0:
+        return
+    given = _assignments(cells[injected[-1]])
+    defaults = _assignments(cells[injected[-1] - 1])
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"papermill parameter(s) {unknown} are not parameters of this notebook (a typo?); "
+                         f"allowed: {sorted(defaults)}")
+    for name in given:
+        namespace[name] = _as_type_of(name, namespace[name], defaults[name])
 
 
 def _display_setup():
@@ -168,12 +251,15 @@ class Folder:
         df.to_csv(out / f"{name}.csv", index=False)
         return out / f"{name}.csv"
 
-    def record(self, id, quantity, ours, verdict=None, claim_holds=None, data=None, scale=None) -> None:
-        """``coded_lib.companion.report.record`` into this folder, with this folder's data and scale by default."""
+    def record(self, id, quantity, ours, verdict=None, note=None, seeds=None, data=None, scale=None) -> None:
+        """``coded_lib.companion.report.record`` into this folder, with this folder's data and scale by default.
+
+        ``verdict``: one of ``paper.VERDICTS`` (``paper.judge`` computes it), None for a bare number.
+        """
         from . import report
 
         report.record(self.dir, id, quantity, ours, data or self.data, scale or self.scale,
-                      verdict=verdict, claim_holds=claim_holds)
+                      verdict=verdict, note=note, seeds=seeds)
 
     def side_by_side(self, *ids):
         """The paper's numbers beside ours (recorded here) for the given SPEC §2 ids."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,10 @@ def find_fashion_mnist(data_dir: str | None = None) -> Path:
     candidates += [FASHION_DIR, _default_root(None) / "FashionMNIST" / "raw"]
     for folder in candidates:
         if all(_idx_file(folder, s) for pair in FASHION_FILES.values() for s in pair):
+            if roots and not any(folder.is_relative_to(r) for r in roots):
+                # deliberate fallback (a Colab notebook's data_dir may not exist on a laptop), but said aloud
+                warnings.warn(f"no Fashion-MNIST idx files in {' or '.join(map(str, roots))} (data_dir / CODED_DATA); "
+                              f"reading {folder} instead", stacklevel=2)
             return folder
     # torchvision's FashionMNIST only reads its own layout (root/FashionMNIST/raw, unpacked files),
     # not the Debian package's folder of .gz files, so it is used for the download alone
