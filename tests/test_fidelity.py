@@ -121,3 +121,44 @@ def test_final_linear_layer_has_no_bias(name):
     assert head.bias is None and sum(p.numel() for p in head.parameters()) == head.in_features * model.num_classes
     f = torch.randn(3, head.in_features)
     torch.testing.assert_close(head(f), f @ head.weight.T)
+
+
+# --- item 5: BN running statistics averaged over replicas --------------------------------------
+
+BN_WORKER = """
+import sys, torch
+from coded_lib.train import loop
+out, rank = sys.argv[1], sys.argv[2]
+average = loop.average_bn_stats
+
+def spy(model, place):  # each replica's statistics before and after the epoch-end averaging
+    stats = lambda: {n: b.clone() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var"))}
+    before = stats()
+    average(model, place)
+    torch.save({"before": before, "after": stats()}, f"{out}/bn{rank}.pt")
+
+loop.average_bn_stats = spy
+loop.train("smoke", out + "/run", progress=False, epochs=1, train_subset=64, val_subset=32, batch_size=16)
+"""
+
+
+def test_bn_statistics_are_the_replicas_mean_after_an_epoch(tmp_path):
+    """Two gloo processes train one epoch; then both hold, and the checkpoint keeps, the mean of their statistics."""
+    from coded_lib.train.checkpoint import load_checkpoint
+
+    script = tmp_path / "worker.py"
+    script.write_text(BN_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(30500 + os.getpid() % 1000)}
+    env.pop("CODED_RUNS", None)
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(r)], cwd=REPO,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    r0, r1 = (torch.load(tmp_path / f"bn{r}.pt", weights_only=True) for r in range(2))
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    assert len(r0["before"]) > 0
+    assert any(not torch.equal(r0["before"][n], r1["before"][n]) for n in r0["before"])  # each saw its own batches
+    for n in r0["before"]:
+        mean = (r0["before"][n].double() + r1["before"][n].double()) / 2
+        for got in (r0["after"][n], r1["after"][n], saved[n]):
+            torch.testing.assert_close(got.double(), mean, rtol=1e-6, atol=1e-7, msg=n)
