@@ -70,6 +70,18 @@ class Arch:
     dataset: str | None = None  # whose paper coding schemes to use
 
 
+def _check_sizes(**sizes) -> None:
+    for name, v in sizes.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}={v!r}; allowed: a positive integer")
+
+
+def _check_bn_momentum(bn_momentum) -> None:
+    if not isinstance(bn_momentum, (int, float)) or not 0.0 < bn_momentum <= 1.0:  # nan fails too
+        raise ValueError(f"bn_momentum={bn_momentum!r}; allowed: a number in (0, 1], PyTorch's convention "
+                         "(the weight of the new batch statistic, e.g. 0.1)")
+
+
 def conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
 
@@ -93,14 +105,18 @@ class ResNeXtBlock(nn.Module):
                  p_drop=0.0, combine="sum", coding="loss", skip=True, bn_momentum=0.1,
                  normalize=None, norm_paths=None):
         super().__init__()
+        _check_sizes(c_in=c_in, c_out=c_out, d=d, n=n, stride=stride)
+        _check_bn_momentum(bn_momentum)
         if combine not in ("sum", "concat"):
             raise ValueError(f"combine={combine!r}; allowed: 'sum' (the paper's), 'concat'")
         if coding not in ("loss", "detach"):
             raise ValueError(f"coding={coding!r}; allowed: 'loss' (the paper's), 'detach'")
         if combine == "concat" and c_out % n:
             raise ValueError(f"combine='concat' needs C_out divisible by N, got C_out={c_out}, N={n}")
-        if not 0.0 <= p_drop < 1.0:
+        if not 0.0 <= p_drop < 1.0:  # nan fails too
             raise ValueError(f"p_drop={p_drop}; allowed: 0 <= p_drop < 1")
+        if scheme is not None and scheme.N != n:
+            raise ValueError(f"the coding scheme has codewords of {scheme.N} bits; this block has N={n} subNNs")
         self.n, self.d, self.c_out = n, d, c_out
         self.scheme = scheme
         self.coded = scheme is not None if normalize is None else normalize
@@ -215,6 +231,10 @@ class CodedResNeXt(nn.Module):
                  skip=True, bn_momentum=0.1):
         super().__init__()
         check_exponent(loss_exponent)
+        _check_sizes(num_classes=arch.num_classes, in_channels=arch.in_channels, stem_width=arch.stem_width)
+        _check_bn_momentum(bn_momentum)
+        if not 0.0 <= p_drop < 1.0:
+            raise ValueError(f"p_drop={p_drop}; allowed: 0 <= p_drop < 1")
         self.arch = arch
         self.num_classes = arch.num_classes
         self.loss_exponent = loss_exponent
@@ -278,7 +298,7 @@ class CodedResNeXt(nn.Module):
             out, e = b(out, keep=keep, drop=drop, targets=targets)
             energies.append(e)
             if targets is not None and b.coding == "loss" and b.scheme is not None:
-                words = b.codewords[targets]
+                words = F.embedding(targets, b.codewords)  # a target outside 0..K-1 fails, never wraps around
                 code_loss = code_loss + coding_loss(e, words, b.n_act / b.n, self.loss_exponent)
             prev = b
         logits = self.head(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
