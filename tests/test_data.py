@@ -163,9 +163,10 @@ def test_timm_randaugment_strings():
         ra = [t for t in tf.transforms if isinstance(t, RandAugment)]
         assert len(ra) == 1 and ra[0].num_layers == n
         assert {op.magnitude for op in ra[0].ops} == {m} and {op.magnitude_std for op in ra[0].ops} == {mstd}
-        if name.startswith("cifar"):  # pad-4 crop and flip come first
-            assert isinstance(tf.transforms[0], T.RandomCrop) and tf.transforms[0].padding == 4
-            assert isinstance(tf.transforms[1], T.RandomHorizontalFlip)
+        if name.startswith("cifar"):  # RandAugment first, then the pad-4 crop and flip (the authors' code)
+            assert isinstance(tf.transforms[0], RandAugment)
+            assert isinstance(tf.transforms[1], T.RandomCrop) and tf.transforms[1].padding == 4
+            assert isinstance(tf.transforms[2], T.RandomHorizontalFlip)
             assert tf(rgb).shape == (3, 32, 32)
     # grey images go through timm's PIL ops too
     x = tf(torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8))
@@ -195,8 +196,9 @@ def test_imagenet_folder_transforms(tmp_path):
 
 
 def test_every_randaugment_op_runs_at_the_papers_magnitudes():
-    """Each op of each preset's RandAugment, forced on: timm's 'Posterize' asked Pillow for 0 bits
-    at M = 2 (CIFAR-100's rand-m2-n1), which Pillow >= 12 rejects; this applies every op once."""
+    """Each op of each preset's RandAugment, forced on: timm's 'Posterize' asks Pillow for 0 bits
+    at M = 2 (CIFAR-100's rand-m2-n1), which Pillow >= 12 rejects (data._posterize gives the black
+    image of older Pillow instead); this applies every op once."""
     from PIL import Image
 
     for mean, s in (((0.5,) * 3, "rand-m4-n3"), ((0.5,) * 3, "rand-m2-n1"), ((0.5,) * 3, "rand-m7-n2-mstd0.5"),

@@ -162,3 +162,41 @@ def test_bn_statistics_are_the_replicas_mean_after_an_epoch(tmp_path):
         mean = (r0["before"][n].double() + r1["before"][n].double()) / 2
         for got in (r0["after"][n], r1["after"][n], saved[n]):
             torch.testing.assert_close(got.double(), mean, rtol=1e-6, atol=1e-7, msg=n)
+
+
+# --- item 7: CIFAR augmentation -----------------------------------------------------------------
+
+def _op(ra, name):
+    (op,) = {op.name: op for op in ra.ops}[name],
+    op.prob = 1.0  # forced on
+    return op
+
+
+def test_posterize_keeps_timms_bits_and_0_bits_is_black():
+    """timm keeps int(0.4 * M) bits: CIFAR-10's M = 4 keeps 1 bit (the top one), CIFAR-100's M = 2 none."""
+    arr = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    one_bit = _op(data._randaugment("rand-m4-n3", 32, data.INFO["cifar10"].mean), "Posterize")(img)
+    assert np.array_equal(np.asarray(one_bit), arr & 0b1000_0000)
+    zero_bits = _op(data._randaugment("rand-m2-n1", 32, data.INFO["cifar100"].mean), "Posterize")(img)
+    assert np.array_equal(np.asarray(zero_bits), np.zeros_like(arr))
+    grey = Image.fromarray(arr[..., 0])
+    assert np.array_equal(np.asarray(_op(data._randaugment("rand-m2-n1", 28, (0.5,)), "Posterize")(grey)),
+                          np.zeros_like(arr[..., 0]))
+
+
+def test_cifar_randaugment_runs_before_the_crop_with_the_authors_constants():
+    """With Invert forced on, a grey 128 image becomes 127 and the crop's zero padding stays 0 (black):
+    RandAugment after the crop would have inverted the padding to 255."""
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    assert (data.INFO["cifar10"].mean, data.INFO["cifar10"].std) == (mean, std)
+    tf = data.make_transform("cifar10", True, randaugment="rand-m4-n3")
+    (ra,) = [t for t in tf.transforms if hasattr(t, "ops")]
+    ra.ops = [_op(ra, "Invert")]
+    img = Image.new("RGB", (32, 32), (128, 128, 128))
+    seen = set()
+    torch.manual_seed(0)
+    for _ in range(20):
+        x = tf(img) * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)  # undo Normalize
+        seen |= set((x * 255).round().int().unique().tolist())
+    assert seen == {0, 127}

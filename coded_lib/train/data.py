@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 from torchvision import transforms as T
@@ -46,8 +47,10 @@ INFO = {
     "fashion_mnist": _FASHION,
     "fashion_mnist_rot90": _FASHION,
     "digits": _FASHION,  # scaled like Fashion-MNIST so that it can be fed to the same model
-    "cifar10": Info(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": Info(100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    # the authors' constants (the CIFAR-10 std is the widely copied (0.2023, 0.1994, 0.2010), not the
+    # data set's per-pixel std (0.2470, 0.2435, 0.2616))
+    "cifar10": Info(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": Info(100, 3, 32, (0.5071, 0.4867, 0.4408), (0.2673, 0.2564, 0.2762)),
     "imagenet": Info(1000, 3, 160, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 # the paper's OOD negatives for CIFAR (F-binary); ours for Fashion-MNIST (SPEC §4)
@@ -224,17 +227,31 @@ def load(name: str, split: str, transform=None, data_dir: str | None = None, dow
 
 # --- transforms --------------------------------------------------------------------------------
 
+def _posterize(img, bits_to_keep, **kwargs):
+    """timm's Posterize, except that 0 bits gives a black image.
+
+    timm keeps int(0.4 * M) bits: 1 at CIFAR-10's M = 4, 0 at CIFAR-100's M = 2. Pillow before 12
+    kept no bit there (a black image), which is what the authors' runs got; Pillow >= 12 rejects 0 bits.
+    """
+    from timm.data.auto_augment import posterize
+
+    return Image.new(img.mode, img.size) if bits_to_keep == 0 else posterize(img, bits_to_keep, **kwargs)
+
+
+def _with_old_posterize(randaugment):
+    """timm's RandAugment ``randaugment`` with its 'Posterize' ops replaced by :func:`_posterize`, in place."""
+    for op in randaugment.ops:
+        if op.name == "Posterize":
+            op.aug_fn = _posterize
+    return randaugment
+
+
 def _randaugment(config: str, size: int, mean) -> object:
     from timm.data import rand_augment_transform  # timm is slow to import: only when asked for
 
     # fill colour of the geometric ops; grey images need a one-element tuple
     hparams = dict(translate_const=int(size * 0.45), img_mean=tuple(min(255, round(255 * m)) for m in mean))
-    # timm's default list, with one swap: its 'Posterize' keeps int(0.4 * M) bits, i.e. 0 bits (a black
-    # image) below M = 2.5, which Pillow >= 12 rejects; 'PosterizeOriginal' keeps 4-8 bits (AutoAugment's range)
-    from timm.data.auto_augment import _RAND_TRANSFORMS
-
-    ops = ["PosterizeOriginal" if op == "Posterize" else op for op in _RAND_TRANSFORMS]
-    return rand_augment_transform(config, hparams, transforms=ops)
+    return _with_old_posterize(rand_augment_transform(config, hparams))
 
 
 def make_transform(name: str, train: bool, randaugment: str | None = None, random_erasing: float = 0.0,
@@ -247,25 +264,33 @@ def make_transform(name: str, train: bool, randaugment: str | None = None, rando
         if train:
             # timm's recipe (the authors'): random-resized-crop, flip, RandAugment (colour jitter is
             # off when RandAugment is on), random erasing in "pixel" mode
-            return create_transform(train_size or 160, is_training=True, auto_augment=randaugment,
-                                    re_prob=random_erasing, re_mode="pixel", re_count=random_erasing_count,
-                                    interpolation="random", mean=info.mean, std=info.std)
+            from timm.data.auto_augment import RandAugment
+
+            tf = create_transform(train_size or 160, is_training=True, auto_augment=randaugment,
+                                  re_prob=random_erasing, re_mode="pixel", re_count=random_erasing_count,
+                                  interpolation="random", mean=info.mean, std=info.std)
+            for t in tf.transforms:
+                if isinstance(t, RandAugment):
+                    _with_old_posterize(t)
+            return tf
         return create_transform(eval_size or 224, is_training=False, interpolation="bicubic", crop_pct=0.875,
                                 mean=info.mean, std=info.std)
     if name.startswith("cifar"):
         steps = []
         if train:
-            steps += [T.RandomCrop(info.size, padding=4), T.RandomHorizontalFlip()]
+            # RandAugment first, then the pad-4 crop and the flip: the authors' code (their paper's
+            # text lists them the other way round)
             if randaugment:
                 steps.append(_randaugment(randaugment, info.size, info.mean))
+            steps += [T.RandomCrop(info.size, padding=4), T.RandomHorizontalFlip()]
         steps += [T.ToTensor(), T.Normalize(info.mean, info.std)]
     else:
         # 28x28 grey tensors: torchvision's per-image transforms cost ~10x the work here
         steps = []
         if train:
-            steps.append(PadCropFlip(2, flip=name != "digits"))  # a mirrored digit is another symbol
-            if randaugment:
+            if randaugment:  # first, as on CIFAR
                 steps += [T.ToPILImage(), _randaugment(randaugment, info.size, info.mean), T.PILToTensor()]
+            steps.append(PadCropFlip(2, flip=name != "digits"))  # a mirrored digit is another symbol
         steps.append(ToFloat(info.mean, info.std))
     if train and random_erasing > 0:
         from timm.data.random_erasing import RandomErasing
