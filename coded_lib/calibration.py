@@ -42,8 +42,12 @@ def reliability_table(confidence, correct, n_bins=15):
         raise ValueError(f"confidence has {conf.numel()} values but correct has {corr.numel()}")
     if conf.numel() == 0:
         raise ValueError("calibration needs at least one sample, got none")
+    if not torch.isfinite(conf).all():
+        raise ValueError(f"confidence holds {int((~torch.isfinite(conf)).sum())} nan/inf values; allowed: numbers in [0, 1]")
     if conf.min() < 0 or conf.max() > 1:
         raise ValueError(f"confidence must lie in [0, 1], got range [{conf.min():.4g}, {conf.max():.4g}]")
+    if not ((corr == 0) | (corr == 1)).all():
+        raise ValueError(f"correct must be booleans or 0/1, got values {sorted(set(corr.unique().tolist()))[:5]}")
     edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64)
     # right=False: index m-1 such that edges[m-1] < c <= edges[m], the right-closed bin I_m
     idx = torch.bucketize(conf, edges[1:-1], right=False)
@@ -113,6 +117,12 @@ def _check_logits(logits, targets):
     targets = torch.as_tensor(targets).long()
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ValueError(f"logits must be [S, K] and targets [S], got {tuple(logits.shape)} and {tuple(targets.shape)}")
+    if logits.numel() == 0:
+        raise ValueError(f"calibration needs at least one sample and one class, got logits {tuple(logits.shape)}")
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"logits hold {int((~torch.isfinite(logits)).sum())} nan/inf values; allowed: finite numbers")
+    if not 0 <= int(targets.min()) <= int(targets.max()) < logits.shape[1]:
+        raise ValueError(f"targets range over {int(targets.min())}..{int(targets.max())}; allowed: 0..{logits.shape[1] - 1}")
     return logits, targets
 
 
@@ -179,6 +189,16 @@ def calibration_splits(logits, targets, early_preds, fit_fractions=(0.25, 0.5), 
     correct = preds == targets
     agree = (early_preds == preds[:, None]).to(torch.float32)
     gen = torch.Generator().manual_seed(seed)
+    counts = torch.bincount(targets)
+    counts = counts[counts > 0]
+    for frac in fit_fractions:
+        if not 0 < frac < 1:
+            raise ValueError(f"fit fraction {frac!r}; allowed: numbers in (0, 1)")
+        n_fit = sum(int(round(frac * int(c))) for c in counts)  # class_balanced_split's rounding
+        if not 0 < n_fit < len(targets):
+            raise ValueError(f"fit_fraction={frac} of {len(targets)} samples ({counts.min().item()}-{counts.max().item()} "
+                             f"per class) leaves {'no sample to fit' if n_fit == 0 else 'no sample to test'}; "
+                             "use more samples or another fit fraction")
     rows = []
     for frac in fit_fractions:
         splits = [class_balanced_split(targets, frac, gen) for _ in range(n_splits)]

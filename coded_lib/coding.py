@@ -19,6 +19,7 @@ import importlib.resources
 import itertools
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +226,13 @@ def sorted_greedy(N: int, n_act: int, h_min: int, max_kept: int | None = None) -
     kept_hi = np.zeros(0, dtype=np.int64)
     kept_lo = np.zeros(0, dtype=np.uint32)
     kept_s = np.zeros(0, dtype=np.int64)
-    for hi in range(1 << (N - q)):
+    # 2^(N-18) blocks: beyond N = 24 the scan takes minutes to hours (e.g. C(40, 20) ~ 1.4e11 words), so it
+    # shows its progress and an estimate of the time left, on a terminal only (never in a notebook's output)
+    from tqdm import tqdm
+
+    blocks = tqdm(range(1 << (N - q)), desc=f"Algorithm 1: scanning the C({N}, {n_act}) = {math.comb(N, n_act):.3g} words",
+                  unit="block", file=sys.stderr, disable=N <= 24 or not sys.stderr.isatty(), mininterval=2)
+    for hi in blocks:
         s = n_act - hi.bit_count()
         if not 0 <= s <= q:
             continue
@@ -257,6 +264,7 @@ def sorted_greedy(N: int, n_act: int, h_min: int, max_kept: int | None = None) -
             kept_s = np.concatenate([kept_s, np.bitwise_count(new).astype(np.int64)])
             if max_kept is not None and len(kept_hi) >= max_kept:
                 break
+    blocks.close()
     kept = (kept_hi.astype(np.uint64) << np.uint64(q)) | kept_lo.astype(np.uint64)
     return kept[:max_kept] if max_kept is not None else kept
 

@@ -23,6 +23,12 @@ def _distances(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:
     if energies.ndim != 2 or energies.shape[1] != scheme.N:
         raise ValueError(f"energies must be [B, N={scheme.N}], got {tuple(energies.shape)}")
     e = energies.float()
+    # no nearest codeword for nan/inf, negative or all-zero energies (every subNN removed): argmin would say class 0
+    bad = ~torch.isfinite(e).all(dim=1) | (e < 0).any(dim=1) | (e.sum(dim=1) <= 0)
+    if bad.any():
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"energies of samples {rows[:10]}{' ...' if len(rows) > 10 else ''} are nan, inf, negative or "
+                         "all zero: no codeword is nearest; allowed: finite energies >= 0 with a positive sum per sample")
     # the official code rescales the energies to sum to N_act, the number of ones of a codeword
     v = e / e.sum(dim=1, keepdim=True).clamp_min(1e-12) * scheme.n_act
     return torch.cdist(v, scheme.codewords().to(v.device))
@@ -36,6 +42,15 @@ def early_decode(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:
 def early_scores(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:
     """Soft version of :func:`early_decode`: softmax over minus the distances, [B, K]."""
     return F.softmax(-_distances(energies, scheme), dim=1)
+
+
+def _check_targets(targets, num_classes: int) -> torch.Tensor:
+    targets = torch.as_tensor(targets)
+    if targets.ndim != 1 or targets.is_floating_point():
+        raise ValueError(f"targets must be a 1-d tensor of class indices, got {targets.dtype} {tuple(targets.shape)}")
+    if len(targets) and not 0 <= int(targets.min()) <= int(targets.max()) < num_classes:
+        raise ValueError(f"targets range over {int(targets.min())}..{int(targets.max())}; allowed: 0..{num_classes - 1}")
+    return targets
 
 
 def _check_block(model: CodedResNeXt, block: int) -> ResNeXtBlock:
@@ -56,6 +71,7 @@ def removal_mask(model: CodedResNeXt, targets: torch.Tensor, block: int, k: int,
     available = b.n_act if kind == "active" else b.n - b.n_act
     if not 0 <= k <= available:
         raise ValueError(f"k={k}; block {block} has {available} {kind} subNNs per class, so 0 <= k <= {available}")
+    targets = _check_targets(targets, b.scheme.K)
     words = b.scheme.codewords()[targets.cpu()]
     pool = words if kind == "active" else 1 - words
     # random priorities, -1 outside the pool: the k largest are k uniform draws from the pool

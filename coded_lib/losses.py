@@ -27,6 +27,8 @@ def coding_loss(energies: torch.Tensor, codewords: torch.Tensor, ratio: float, e
     check_exponent(exponent)
     if energies.shape != codewords.shape:
         raise ValueError(f"energies {tuple(energies.shape)} and codewords {tuple(codewords.shape)} must have the same shape [B, N]")
+    if not 0.0 < ratio <= 1.0:  # nan fails too
+        raise ValueError(f"ratio={ratio!r}; allowed: r = N_act/N in (0, 1]")
     diff = ratio * energies.float() - codewords.float()
     if exponent == "abs":
         per_path = diff.abs()
