@@ -19,13 +19,13 @@ from .coding import CodingScheme
 from .models import CodedResNeXt, ResNeXtBlock, count_parameters
 
 
-def _distances(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:
+def _distances(energies: torch.Tensor, scheme: CodingScheme, check: bool = True) -> torch.Tensor:
     if energies.ndim != 2 or energies.shape[1] != scheme.N:
         raise ValueError(f"energies must be [B, N={scheme.N}], got {tuple(energies.shape)}")
     e = energies.float()
     # no nearest codeword for nan/inf, negative or all-zero energies (every subNN removed): argmin would say class 0
-    bad = ~torch.isfinite(e).all(dim=1) | (e < 0).any(dim=1) | (e.sum(dim=1) <= 0)
-    if bad.any():
+    bad = ~torch.isfinite(e).all(dim=1) | (e < 0).any(dim=1) | (e.sum(dim=1) <= 0) if check else None
+    if check and bad.any():
         rows = bad.nonzero().flatten().tolist()
         raise ValueError(f"energies of samples {rows[:10]}{' ...' if len(rows) > 10 else ''} are nan, inf, negative or "
                          "all zero: no codeword is nearest; allowed: finite energies >= 0 with a positive sum per sample")
@@ -34,9 +34,14 @@ def _distances(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:
     return torch.cdist(v, scheme.codewords().to(v.device))
 
 
-def early_decode(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:
-    """Early decoder of one coded block (Eq. 7): argmin_k ||v - w_k||_2, [B] class indices."""
-    return _distances(energies, scheme).argmin(dim=1)
+def early_decode(energies: torch.Tensor, scheme: CodingScheme, check: bool = True) -> torch.Tensor:
+    """Early decoder of one coded block (Eq. 7): argmin_k ||v - w_k||_2, [B] class indices.
+
+    Energies with no nearest codeword (nan, inf, negative, all zero) raise ValueError; ``check=False``
+    skips that test, and its read of the values on the host (for the training loop, which judges
+    nan through its losses).
+    """
+    return _distances(energies, scheme, check).argmin(dim=1)
 
 
 def early_scores(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:
