@@ -29,7 +29,7 @@ def _write_csv(path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "quantity", "ours", "data", "scale", "verdict", "claim_holds"])
+        w.writerow(["id", "quantity", "ours", "data", "scale", "verdict", "note", "seeds"])
         w.writerows(rows)
 
 
@@ -81,22 +81,76 @@ def test_paper_rows_rejects_unknown_id():
         paper.rows("T-nope")
 
 
+# ------------------------------------------------------------------ verdicts
+
+@pytest.mark.parametrize("effect, se, seeds, expected", [
+    (1.0, 0.4, None, "holds"),           # 2.5 SE in the paper's direction
+    (1.0, 0.6, None, "inconclusive"),    # 1.7 SE
+    (-1.0, 0.4, None, "does not hold"),  # 2.5 SE against it
+    (5.0, 0.1, 2, "inconclusive"),       # a comparison of trainings on 2 seeds
+    (5.0, 0.1, 3, "holds"),
+    (0.3, 0.0, None, "holds"),           # an exact count
+    (0.0, 0.0, None, "inconclusive"),
+    (1.0, float("inf"), None, "inconclusive"),
+])
+def test_judge_is_one_sided_at_two_standard_errors(effect, se, seeds, expected):
+    assert paper.judge(effect, se, seeds) == expected
+
+
+def test_not_worse_fails_only_beyond_two_standard_errors():
+    assert paper.not_worse(0.3, 0.2) == "holds"       # worse by 1.5 SE: not shown to be worse
+    assert paper.not_worse(0.5, 0.2) == "does not hold"
+    assert paper.not_worse(-5.0, 0.2) == "holds"
+    assert paper.not_worse(0.0, 0.2, seeds=1) == "inconclusive"
+
+
+def test_t_calib_improvement_in_both_is_not_a_failure():
+    # the case: h_aug lowers MCE by 16.5 points and ECE by 0.25 (SEs small): holds
+    verdict = paper.combine(paper.judge(16.5, 1.0), paper.not_worse(-0.25, 0.05))
+    assert verdict == "holds"
+    assert paper.combine(paper.judge(16.5, 1.0), paper.not_worse(0.5, 0.05)) == "does not hold"
+
+
+def test_combine_and_its_errors():
+    assert paper.combine("holds", "holds") == "holds"
+    assert paper.combine("holds", "inconclusive") == "inconclusive"
+    assert paper.combine("inconclusive", "does not hold") == "does not hold"
+    assert paper.combine("not run here") == "not run here"
+    with pytest.raises(ValueError, match="yes"):
+        paper.combine("holds", "yes")
+
+
+def test_mean_se_against_the_formula():
+    mean, se = paper.mean_se([81.45, 83.50, 82.5])
+    assert mean == pytest.approx(82.4833, abs=1e-4)
+    assert se == pytest.approx(np.std([81.45, 83.50, 82.5], ddof=1) / np.sqrt(3))
+    assert paper.mean_se([1.0])[1] == float("inf")
+    assert paper.binomial_se(0.8, 400) == pytest.approx(0.02)
+
+
+def test_every_claim_has_a_rule_and_only_claims_do():
+    claims = {(i, q) for i, q, _ in paper.claims()}
+    assert set(paper.RULES) == claims
+    assert all(paper.rule(i, q) for i, q in claims)
+
+
 # ------------------------------------------------------------------ record / read
 
 def test_record_writes_the_documented_columns_and_upserts(tmp_path):
     run = tmp_path / "runs" / "fashion_mnist"
     report.record(run, "T-acc", paper.ACC, "88.10 vs 87.50", *FM)
     report.record(run, "F-removal", "accuracy vs k removed subNNs, active vs inactive", [0.8, 0.7], *FM,
-                  claim_holds=np.bool_(True))
-    report.record(run, "T-acc", paper.ACC, "88.20 vs 87.40", *FM, verdict="gap of 0.8 points")
+                  verdict="holds", note="drops by 10")
+    report.record(run, "T-acc", paper.ACC, "88.20 vs 87.40", *FM, seeds=3)
     rows = _csv_rows(run / "results.csv")
-    assert rows[0] == ["id", "quantity", "ours", "data", "scale", "verdict", "claim_holds"]
+    assert rows[0] == ["id", "quantity", "ours", "data", "scale", "verdict", "note", "seeds"]
     assert rows[1:] == [
-        ["T-acc", paper.ACC, "88.20 vs 87.40", FM[0], FM[1], "gap of 0.8 points", ""],
-        ["F-removal", "accuracy vs k removed subNNs, active vs inactive", "0.8, 0.7", FM[0], FM[1], "", "True"],
+        ["T-acc", paper.ACC, "88.20 vs 87.40", FM[0], FM[1], "", "", "3"],
+        ["F-removal", "accuracy vs k removed subNNs, active vs inactive", "0.8, 0.7", FM[0], FM[1], "holds",
+         "drops by 10", ""],
     ]
     back = report.read_results(run / "results.csv")
-    assert back[1]["claim_holds"] is True and back[0]["claim_holds"] is None
+    assert back[1]["verdict"] == "holds" and back[0]["seeds"] == "3"
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -104,7 +158,9 @@ def test_record_writes_the_documented_columns_and_upserts(tmp_path):
     (dict(data=""), "data"),
     (dict(scale=None), "scale"),
     (dict(ours=None), "ours"),
-    (dict(claim_holds="False"), "claim_holds"),
+    (dict(verdict="yes"), "verdict"),
+    (dict(seeds=0), "seeds"),
+    (dict(seeds=True), "seeds"),
 ])
 def test_record_rejects_bad_rows(tmp_path, kwargs, match):
     args = dict(run_dir=tmp_path, id="T-acc", quantity=paper.ACC, ours=1.0, data=FM[0], scale=FM[1])
@@ -126,7 +182,7 @@ def test_read_results_rejects_bad_files(tmp_path):
     bad.write_text("id,quantity,ours\nT-acc,x,1\n")
     with pytest.raises(ValueError, match="missing columns"):
         report.read_results(bad)
-    _write_csv(bad, [["T-acc", "q", "1", "d", "s", "", "maybe"]])
+    _write_csv(bad, [["T-acc", "q", "1", "d", "s", "maybe", "", ""]])
     with pytest.raises(ValueError, match="maybe"):
         report.read_results(bad)
 
@@ -134,9 +190,9 @@ def test_read_results_rejects_bad_files(tmp_path):
 # ------------------------------------------------------------------ gather and join
 
 def test_gather_reads_every_run_and_skips_unknown_ids(tmp_path):
-    _write_csv(tmp_path / "a" / "results.csv", [["T-acc", paper.ACC, "1", "d", "s", "", ""]])
-    _write_csv(tmp_path / "b" / "sweep" / "results.csv", [["F-mu", "x", "2", "d", "s", "", "True"],
-                                                         ["Z-9", "x", "3", "d", "s", "", ""]])
+    _write_csv(tmp_path / "a" / "results.csv", [["T-acc", paper.ACC, "1", "d", "s", "", "", ""]])
+    _write_csv(tmp_path / "b" / "sweep" / "results.csv", [["F-mu", "x", "2", "d", "s", "holds", "", "3"],
+                                                         ["Z-9", "x", "3", "d", "s", "", "", ""]])
     with pytest.warns(UserWarning, match="Z-9"):
         rows = report.gather(tmp_path)
     assert [(r["id"], r["source"]) for r in rows] == [("T-acc", "a/results.csv"), ("F-mu", "b/sweep/results.csv")]
@@ -147,7 +203,7 @@ def test_lines_without_results_say_not_run_for_every_paper_quantity():
     firsts = [(l["id"], l["quantity"]) for l in lines if l["first"]]
     expected = list(dict.fromkeys((r["id"], r["quantity"]) for r in paper.PAPER))
     assert firsts == expected
-    assert all(l["ours"] == "not run" and l["verdict"] == "not run" for l in lines if l["first"])
+    assert all(l["ours"] == "not run" for l in lines if l["first"])
     # every paper row appears once, with its data
     assert sum(l["paper"] not in ("", "—") for l in lines) == len(paper.PAPER)
 
@@ -155,9 +211,9 @@ def test_lines_without_results_say_not_run_for_every_paper_quantity():
 def test_results_join_the_paper_by_quantity_or_prefix(tmp_path):
     q_params = "binary classifier parameters (% of the full model)"
     _write_csv(tmp_path / "fm" / "results.csv", [
-        ["F-binary", q_params + " — residual paths only", "41.0", "FM", "mini", "", ""],
-        ["F-binary", "  Binary classifier parameters   (% of the full model)", "55.0", "FM", "mini", "", "False"],
-        ["F-binary", "our own quantity", "0.9", "FM", "mini", "", ""],
+        ["F-binary", q_params + " — residual paths only", "41.0", "FM", "mini", "", "", ""],
+        ["F-binary", "  Binary classifier parameters   (% of the full model)", "55.0", "FM", "mini", "does not hold", "", ""],
+        ["F-binary", "our own quantity", "0.9", "FM", "mini", "", "", ""],
     ])
     lines = [l for l in report.comparison_lines(report.gather(tmp_path)) if l["id"] == "F-binary"]
     by_quantity = {}
@@ -166,27 +222,32 @@ def test_results_join_the_paper_by_quantity_or_prefix(tmp_path):
             current = l["quantity"]
         by_quantity.setdefault(current, []).append(l)
     assert [l["ours"] for l in by_quantity[q_params]] == ["41.0", "55.0", ""]  # 3 paper rows, 2 of ours
-    assert by_quantity[q_params][1]["verdict"] == "claim does not hold"
+    assert by_quantity[q_params][1]["verdict"] == "does not hold"
     assert by_quantity[q_params][0]["verdict"] == "—"
     assert [(l["paper"], l["ours"]) for l in by_quantity["our own quantity"]] == [("—", "0.9")]
-    assert by_quantity[q_params][0]["paper"].startswith("38 (CIFAR-10;")
+    assert by_quantity[q_params][0]["paper"] == "38 (CIFAR-10)"
 
 
-def test_claims_are_aggregated_over_runs(tmp_path):
+def test_claim_lines_one_per_judged_result_and_counts(tmp_path):
     q = "accuracy vs k removed subNNs, active vs inactive"
-    _write_csv(tmp_path / "a" / "results.csv", [["F-removal", q, "x", "FM", "mini", "", "True"],
-                                               ["T-acc", paper.GAIN, "0.4", "FM", "mini", "", "True"],
-                                               ["F-act", paper.quantities("F-act")[0], "x", "FM", "mini", "", ""]])
-    _write_csv(tmp_path / "b" / "results.csv", [["F-removal", q, "y", "C10", "29", "", "False"],
-                                               ["T-acc", paper.GAIN, "0.2", "C10", "29", "", "True"]])
-    claims = {c["claim"]: c for c in report.claim_lines(report.gather(tmp_path))}
-    removal = claims[next(r["claim"] for r in paper.rows("F-removal") if r["quantity"] == q)]
-    assert (removal["status"], removal["holds"]) == ("partly", "partly (1 of 2 runs)")
-    gain = claims[next(r["claim"] for r in paper.rows("T-acc") if r["claim"])]
-    assert (gain["status"], gain["holds"], gain["ours_where"]) == ("yes", "yes (2 of 2 runs)", "FM, mini; C10, 29")
-    act = claims[paper.rows("F-act")[0]["claim"]]
-    assert act["status"] == "not judged"
-    assert sum(c["status"] == "not run" for c in claims.values()) == len(paper.claims()) - 3
+    _write_csv(tmp_path / "a" / "results.csv", [["F-removal", q, "x", "FM", "mini", "holds", "", ""],
+                                               ["T-acc", paper.GAIN, "0.4", "FM", "mini", "inconclusive", "", "1"],
+                                               ["F-act", paper.quantities("F-act")[0], "x", "FM", "mini", "", "", ""],
+                                               ["T-arch", "total parameters (M), Coded ResNeXt vs ResNeXt, our mini",
+                                                "1 vs 1", "FM", "mini", "holds", "", ""]])
+    _write_csv(tmp_path / "b" / "results.csv", [["F-removal", q, "y", "C10", "29", "does not hold", "", ""]])
+    lines = report.claim_lines(report.gather(tmp_path))
+    removal = [l for l in lines if l["id"] == "F-removal" and l["claim"] == paper.rows("F-removal")[0]["claim"]]
+    assert [l["verdict"] for l in removal] == ["holds", "does not hold"]
+    assert removal[0]["rule"] == paper.rule("F-removal", q)
+    act = [l for l in lines if l["id"] == "F-act"]
+    assert [(l["ours"], l["verdict"]) for l in act] == [("not run", "not run here")]  # measured, not judged
+    counts = report.verdict_counts(report.gather(tmp_path))
+    n_claims = len(paper.claims())
+    # T-arch's mini-network row matches the paper's "total parameters" claim by prefix
+    assert counts == {"holds": 2, "does not hold": 1, "inconclusive": 1, "not run here": n_claims - 3}
+    names = report.run_names(report.gather(tmp_path))
+    assert list(names.values()) == ["R1", "R2", "R3"] and ("FM", "mini", "1") in names
 
 
 # ------------------------------------------------------------------ the page
@@ -198,32 +259,44 @@ def test_markdown_escaping_round_trips():
         assert rendered == html.escape(text, quote=False), text
 
 
-def test_page_lists_every_id_and_links_only_existing_chapters(tmp_path):
+def test_page_has_a_claim_row_for_every_id_and_links_only_existing_chapters(tmp_path):
     book = tmp_path / "book"
     (book / "notebooks").mkdir(parents=True)
-    (book / "notebooks" / "removal.ipynb").write_text("{}")
+    import nbformat
+
+    nbformat.write(nbformat.v4.new_notebook(metadata={"coded_lib": {"device": "CPU: 2 cores", "commit": "abc",
+                                                                  "seconds": 90, "date": "2024-01-01"}}),
+                   book / "notebooks" / "removal.ipynb")
     runs = tmp_path / "runs"
     report.record(runs / "fm", "F-removal", "accuracy vs k removed subNNs, active vs inactive", "drops", "FM", "mini",
-                  claim_holds=True)
-    page = report.write_comparison(runs, book / "comparison.md", generated="2024-01-01 00:00")
+                  verdict="holds")
+    page = report.write_comparison(runs, book / "comparison.md")
     text = page.read_text()
+    claims = text.split("## The paper's claims")[1].split("## ")[0]
     for id in SPEC_IDS:
-        assert f"* - {id}" in text or f"* - [{id}](" in text, id
+        assert f"* - {id}" in claims or f"* - [{id}](" in claims, id
     assert "[F-removal](notebooks/removal.ipynb)" in text
     assert "](notebooks/accuracy.ipynb)" not in text
-    assert text.count("```{list-table}") == 2
+    assert "{bdg-success}`holds`" in claims
+    assert text.count("```{list-table}") == 3  # runs, claims, numbers
     assert "`runs/fm/results.csv`" in text
-    assert f"1 of {len(SPEC_IDS)} experiments have results" in text
+    runs_table = text.split("## The runs behind the numbers")[1].split("## ")[0]
+    assert "* - R1\n  - FM\n  - mini\n  - —\n  - CPU: 2 cores\n  - abc\n  - [removal](notebooks/removal.ipynb) (1.5 min)" in runs_table
+    # the gathered results are kept beside the page, and the page can be rewritten from them alone
+    assert report.read_results(book / "results.csv")[0]["source"] == "fm/results.csv"
+    assert report.write_from_results(book / "results.csv", book / "again.md").read_text() == text
 
 
 def test_page_without_runs_folder(tmp_path):
     page = report.write_comparison(tmp_path / "nothing", tmp_path / "comparison.md")
-    assert f"0 of {len(SPEC_IDS)} experiments" in page.read_text()
+    assert f"{len(paper.claims())} not run here" in page.read_text()
 
 
 def test_side_by_side_frame(tmp_path):
-    report.record(tmp_path, "T-exp", paper.quantities("T-exp")[0], {"4": 90.1, "2": 89.0}, "FM", "mini")
+    report.record(tmp_path, "T-exp", paper.quantities("T-exp")[0], {"4": 90.1, "2": 89.0}, "FM", "mini",
+                  verdict="inconclusive", note="one seed", seeds=1)
     df = report.side_by_side(tmp_path, ids="T-exp")
-    assert list(df.columns) == ["id", "quantity", "paper (data; scale)", "ours", "our data & scale", "verdict"]
-    assert df.iloc[0]["ours"] == "4: 90.1; 2: 89" and df.iloc[0]["paper (data; scale)"].startswith("4: 94.4")
+    assert list(df.columns) == ["id", "quantity", "paper (data)", "ours", "verdict", "note"]
+    assert df.iloc[0]["ours"] == "4: 90.1; 2: 89" and df.iloc[0]["paper (data)"].startswith("4: 94.4")
+    assert df.iloc[0]["note"] == "one seed"
     assert len(report.side_by_side(tmp_path / "none")) == len(report.comparison_lines([]))

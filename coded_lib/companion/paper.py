@@ -198,6 +198,126 @@ PAPER = [
 ]
 
 
+# --- verdicts ------------------------------------------------------------------------------------
+# Four states. A claim is judged one-sided, in the direction the paper claims: an effect measured
+# in that direction "holds" when it exceeds two standard errors, "does not hold" when it is beyond
+# two standard errors the other way, and is "inconclusive" in between, or when a comparison of
+# trainings rests on fewer than MIN_SEEDS seeds per side. "not run here": a speed or memory claim
+# about hardware (TPU, GPU) that the run did not use.
+HOLDS, FAILS, INCONCLUSIVE, NOT_HERE = "holds", "does not hold", "inconclusive", "not run here"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_HERE)
+MIN_SEEDS = 3
+Z = 2.0  # "about two standard errors"
+
+
+def judge(effect, se, seeds=None):
+    """The verdict on an effect measured in the paper's direction (positive = as the paper claims).
+
+    ``se``: its standard error (0 for exact counts); ``seeds``: seeds per side when the effect
+    compares trainings (None when it does not, e.g. two evaluations of one trained network).
+    """
+    import math
+
+    if seeds is not None and seeds < MIN_SEEDS:
+        return INCONCLUSIVE
+    if effect is None or not math.isfinite(effect) or se is None or not math.isfinite(se) or se < 0:
+        return INCONCLUSIVE
+    if effect > Z * se:
+        return HOLDS
+    if effect < -Z * se:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def not_worse(change, se, seeds=None):
+    """A claim that something does *not* get worse: fails only when ``change`` (positive = worse) is
+    beyond two standard errors; inconclusive with too few seeds."""
+    if seeds is not None and seeds < MIN_SEEDS:
+        return INCONCLUSIVE
+    return FAILS if judge(change, se) == HOLDS else HOLDS
+
+
+def combine(*verdicts):
+    """A claim of several parts: does not hold if a part does not, holds if every part holds."""
+    for v in verdicts:
+        if v not in VERDICTS:
+            raise ValueError(f"unknown verdict {v!r}; allowed: {', '.join(VERDICTS)}")
+    if FAILS in verdicts:
+        return FAILS
+    if all(v == HOLDS for v in verdicts):
+        return HOLDS
+    if all(v == NOT_HERE for v in verdicts):
+        return NOT_HERE
+    return INCONCLUSIVE
+
+
+def mean_se(values):
+    """(mean, standard error of the mean) of a list of numbers; SE is inf for fewer than two."""
+    import numpy as np
+
+    v = np.asarray(list(values), dtype=float)
+    if len(v) < 2:
+        return (float(v.mean()) if len(v) else float("nan")), float("inf")
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def binomial_se(p, n):
+    """Standard error of an accuracy p (a fraction) measured on n images."""
+    import math
+
+    return math.sqrt(max(p * (1 - p), 1e-12) / n)
+
+
+# The rule each claim is judged by, written beside it on the dashboard; keyed by (id, quantity).
+_TWO = "> 2 SE: holds; < −2 SE: does not hold; else inconclusive"
+_SEEDS = f"{_TWO} (also with < {MIN_SEEDS} seeds per point)"
+RULES = {
+    ("T-acc", GAIN): f"coded − plain top-1 over ≥ {MIN_SEEDS} seeds each (Welch SE): {_SEEDS}",
+    ("T-arch", "total parameters (M), Coded ResNeXt vs ResNeXt"): "exact counts: holds if equal",
+    ("T-codes", "rules A-C hold for every scheme"): "every stored scheme: N_act ones per codeword, "
+        "H_min ≥ the paper's and column spread ≤ the paper's: holds, else does not hold",
+    ("T-cost", "GFLOPs per image, ResNeXt vs Coded (one multiply-add = one FLOP)"):
+        "counted FLOPs at 160 px: coding adds < 5 %: holds, else does not hold",
+    ("T-cost", "training throughput (samples/s), ResNeXt vs Coded"):
+        "a TPU claim: not run here unless timed on a TPU; there coded ≥ 0.9 × plain samples/s holds",
+    ("F-removal", "accuracy vs k removed subNNs, active vs inactive"):
+        "paper's block, SE of a difference on n images: intact − active(k_max) and active(1) − "
+        f"active(k_max) each {_TWO}; any inactive removal below intact by > 2 SE: does not hold",
+    ("F-removal", "active-vs-inactive gap in earlier blocks"):
+        f"gap (inactive − active removed, mean over k) of the last minus the first coded block: {_TWO}",
+    ("F-binary", "binary classifier parameters (% of the full model)"):
+        "residual-path parameters of one class's sub-model < 40 %: holds, else does not hold",
+    ("F-binary", "precision-recall of the K binary classifiers, ID vs OOD negatives"):
+        f"mean ID precision − 0.8 and mean recall − 0.8 over the K classes (SE over classes): {_TWO}",
+    ("F-bindist", "logit distribution: ID positives, ID negatives, OOD negatives"):
+        f"mean ROC AUC (positives vs ID negatives) − 0.95 over the classes: {_TWO}",
+    ("F-act", "|output| distribution of the first 5 subNNs, active vs inactive samples"):
+        f"99th percentile of |output|, active − inactive, mean over the shown subNNs: {_TWO}",
+    ("F-early", EARLY): f"last − first early decoder: {_TWO}; a block below the one before by > 2 SE: "
+        "does not hold",
+    ("T-agree", "accuracy of the final prediction by number of agreeing early decoders (%)"):
+        f"accuracy when the most agree − when the fewest agree (groups of ≥ 10 images): {_TWO}",
+    ("T-calib", CALIB.format("25/75")): "per split, h_T − h_aug: MCE lower by > 2 SE and ECE not higher "
+        "by > 2 SE: holds; MCE or ECE higher by > 2 SE: does not hold; else inconclusive",
+    ("F-mu", "accuracy and early-decoder accuracy vs μ"): "an inner μ above both ends of the grid, and "
+        f"the mean early decoder at the largest μ above the smallest μ > 0: {_SEEDS}",
+    ("F-pdrop", "accuracy and binary-classifier quality vs p_drop"): "0.1 − 0 in accuracy and binary F1, "
+        f"0.1 − 0.2 in accuracy: {_SEEDS}",
+    ("T-exp", "top-1 accuracy (%) by coding-loss exponent"): f"exponent 4 − 2 and 4 − abs: {_SEEDS}",
+    ("T-concat", "binary classifiers with concatenated instead of summed subNN outputs"):
+        f"binary F1 summed − concatenated: {_SEEDS}",
+    ("T-ratios", "top-1 accuracy (%) with other stage ratios"):
+        f"the model's own ratios − each other setting: {_SEEDS}",
+    ("T-detach", "accuracy with detached gradients instead of the coding loss, with vs without skips"):
+        f"accuracy without skips − with skips, both detached: {_SEEDS}",
+}
+
+
+def rule(id, quantity):
+    """The rule a claim (id, paper quantity) is judged by ("" for a number without a claim)."""
+    return RULES.get((id, quantity), "")
+
+
 def rows(id):
     """The paper's rows for one id of SPEC §2."""
     if id not in TITLES:

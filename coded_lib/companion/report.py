@@ -1,33 +1,36 @@
-"""The paper vs this reproduction: results rows from the runs, joined with the paper.
+"""The claims dashboard: results rows from the runs, joined with the paper.
 
 Results-row format
 ------------------
 Every notebook records what it measured with ``record(run_dir, ...)``, which
 keeps one CSV per run folder, ``<run_dir>/results.csv``, with the columns::
 
-    id           an id of SPEC §2 ("T-acc", "F-removal", ...; see coded_lib.companion.paper.IDS)
-    quantity     what was measured; reuse the paper's string (coded_lib.companion.paper.quantities(id))
-                 to sit beside the paper's number. A quantity that *starts with* a paper
-                 quantity of the same id joins it too ("... (residual paths only)").
-    ours         our value, as text ("91.3 vs 90.8", "0.38", "holds for 9 of 10 classes")
-    data         the data it came from ("Fashion-MNIST, 6000 train / 2000 test images")
-    scale        model and training scale ("resnext_mini, 3 epochs, CPU")
-    verdict      optional free text; when empty the page derives it from claim_holds
-    claim_holds  "True" / "False" / "" : does the paper's qualitative claim for this
-                 (id, quantity) hold on this run? (empty: not judged)
+    id        an id of SPEC §2 ("T-acc", "F-removal", ...; see coded_lib.companion.paper.IDS)
+    quantity  what was measured; reuse the paper's string (coded_lib.companion.paper.quantities(id))
+              to sit beside the paper's number. A quantity that *starts with* a paper
+              quantity of the same id joins it too ("... (residual paths only)").
+    ours      our value with its uncertainty, as text ("+0.4 ± 0.3 (SE, 3 seeds)", "0.38")
+    data      the data it came from ("Fashion-MNIST: 8000 training images, ...")
+    scale     model and training scale ("coded_resnext_mini (0.09 M parameters), 4 epochs, ...")
+    verdict   "" for a bare number, else one of coded_lib.companion.paper.VERDICTS: "holds",
+              "does not hold", "inconclusive", "not run here", judged by the claim's rule
+              (paper.rule(id, quantity); paper.judge computes it from an effect and its SE)
+    note      free text: why, in numbers ("h_aug changes MCE by -1.2 ± 0.3 points")
+    seeds     how many seeds (trainings per setting) the number rests on; "" when none were trained
 
 One row per (id, quantity) in a run folder: recording the same pair again
 replaces it, so rerunning a notebook updates its rows instead of piling them up.
 
-``write_comparison()`` gathers ``runs/**/results.csv`` (``$CODED_RUNS`` if set) and writes the book's page
-``book/comparison.md``: every id of SPEC §2 (unmeasured ones say "not run"), the
-paper's number with the paper's data and scale, ours with ours, and a second
-table with the paper's qualitative claims and whether they hold on our runs.
-``python -m coded_lib.companion.report`` does the same from the command line.
+``write_comparison()`` gathers ``runs/**/results.csv`` (``$CODED_RUNS`` if set) into
+``book/results.csv`` (committed with the executed notebooks, see coded_lib.companion.edition)
+and writes from it the book's page ``book/comparison.md``: the runs behind the numbers (data and
+scale said once, with device, commit and time from each chapter's provenance), one row per claim
+of the paper with the paper's value, ours, a coloured verdict and its rule, then every number.
+``python -m coded_lib.companion.report`` does the same from the command line;
+``--from-book`` rewrites the page from the committed ``book/results.csv`` alone.
 """
 import argparse
 import csv
-import datetime
 import os
 import re
 import tempfile
@@ -39,8 +42,9 @@ from . import paper
 REPO = Path(__file__).resolve().parents[2]
 BOOK = REPO / "book"
 RESULTS_CSV = "results.csv"
-COLUMNS = ["id", "quantity", "ours", "data", "scale", "verdict", "claim_holds"]
+COLUMNS = ["id", "quantity", "ours", "data", "scale", "verdict", "note", "seeds"]
 NOT_RUN = "not run"
+BOOK_RESULTS = BOOK / "results.csv"  # every run's rows, gathered: what the committed dashboard is written from
 
 # Which notebook (book chapter) produces each id.
 NOTEBOOK_OF = {
@@ -77,7 +81,7 @@ def format_value(x):
                      "allowed: str, int, float, bool, list, tuple, dict")
 
 
-def _check_row(id, quantity, ours, data, scale, claim_holds):
+def _check_row(id, quantity, ours, data, scale, verdict, seeds):
     if id not in paper.TITLES:
         raise ValueError(f"unknown id {id!r}; allowed: {', '.join(paper.IDS)}")
     for name, value in (("quantity", quantity), ("data", data), ("scale", scale)):
@@ -85,21 +89,24 @@ def _check_row(id, quantity, ours, data, scale, claim_holds):
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     if ours is None or ours == "":
         raise ValueError(f"ours must be a value, got {ours!r}")
-    if isinstance(claim_holds, str):
-        raise ValueError(f"claim_holds must be True, False or None, got the string {claim_holds!r}")
+    if verdict not in (None, "") + paper.VERDICTS:
+        raise ValueError(f"verdict must be one of {paper.VERDICTS} or None, got {verdict!r}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds must be a positive integer or None, got {seeds!r}")
 
 
-def record(run_dir, id, quantity, ours, data, scale, verdict=None, claim_holds=None):
+def record(run_dir, id, quantity, ours, data, scale, verdict=None, note=None, seeds=None):
     """Add or replace the results row (id, quantity) in ``<run_dir>/results.csv``.
 
-    ``ours`` may be text or a number / list / dict (formatted by ``format_value``);
-    ``claim_holds`` says whether the paper's qualitative claim holds on this run
-    (True / False / None = not judged). Returns the CSV's path.
+    ``ours`` may be text or a number / list / dict (formatted by ``format_value``); ``verdict``
+    is None for a bare number, else one of ``paper.VERDICTS``; ``note`` says why; ``seeds``: the
+    number of trainings per setting behind the number (None when nothing was trained).
+    Returns the CSV's path.
     """
-    _check_row(id, quantity, ours, data, scale, claim_holds)
+    _check_row(id, quantity, ours, data, scale, verdict, seeds)
     row = {"id": id, "quantity": quantity.strip(), "ours": format_value(ours),
            "data": data.strip(), "scale": scale.strip(), "verdict": verdict or "",
-           "claim_holds": "" if claim_holds is None else str(bool(claim_holds))}
+           "note": (note or "").strip(), "seeds": "" if seeds is None else str(seeds)}
     path = Path(run_dir) / RESULTS_CSV
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = read_results(path) if path.exists() else []
@@ -114,14 +121,14 @@ def record(run_dir, id, quantity, ours, data, scale, verdict=None, claim_holds=N
     return path
 
 
-def _write_csv(path, rows):
+def _write_csv(path, rows, columns=COLUMNS):
     # Write then rename, so a reader never sees half a file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for r in rows:
-            writer.writerow({c: _csv_cell(r.get(c)) for c in COLUMNS})
+            writer.writerow({c: _csv_cell(r.get(c)) for c in columns})
     os.replace(tmp, path)
 
 
@@ -132,7 +139,7 @@ def _csv_cell(v):
 
 
 def read_results(path):
-    """The rows of one results.csv as dicts; claim_holds back to True / False / None."""
+    """The rows of one results.csv as dicts of text (a ``source`` column is kept when present)."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = set(COLUMNS) - set(reader.fieldnames or [])
@@ -140,11 +147,9 @@ def read_results(path):
             raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {COLUMNS}")
         rows = []
         for r in reader:
-            row = {c: (r[c] or "").strip() for c in COLUMNS}
-            holds = row["claim_holds"].lower()
-            if holds not in ("", "true", "false"):
-                raise ValueError(f"{path}: claim_holds must be True, False or empty, got {r['claim_holds']!r}")
-            row["claim_holds"] = None if holds == "" else holds == "true"
+            row = {c: (r[c] or "").strip() for c in COLUMNS + (["source"] if "source" in r else [])}
+            if row["verdict"] not in ("",) + paper.VERDICTS:
+                raise ValueError(f"{path}: verdict must be one of {paper.VERDICTS} or empty, got {r['verdict']!r}")
             rows.append(row)
     return rows
 
@@ -163,6 +168,14 @@ def gather(root=None):
     return results
 
 
+def write_book_results(results, out=BOOK_RESULTS):
+    """``book/results.csv``: the gathered rows with their source, the dashboard's committed input."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_csv(out, results, COLUMNS + ["source"])
+    return out
+
+
 def _norm(s):
     return re.sub(r"\s+", " ", s).strip().lower()
 
@@ -175,11 +188,7 @@ def _match(row, quantities):
 
 
 def _verdict(row):
-    if row["verdict"]:
-        return row["verdict"]
-    if row["claim_holds"] is None:
-        return "—"
-    return "claim holds" if row["claim_holds"] else "claim does not hold"
+    return row["verdict"] or "—"
 
 
 def groups(results):
@@ -212,11 +221,24 @@ def groups(results):
 
 
 def _paper_text(p):
-    return f"{p['paper']} ({p['data']}; {p['scale']})"
+    return f"{p['paper']} ({p['data']})"
+
+
+def run_names(results):
+    """(data, scale, seeds) -> "R1", "R2", ... in the order the runs first appear (SPEC §2 order)."""
+    names = {}
+    for g in groups(results):
+        for r in g["ours"]:
+            names.setdefault(_run_key(r), f"R{len(names) + 1}")
+    return names
+
+
+def _run_key(row):
+    return (row["data"], row["scale"], row["seeds"])
 
 
 def comparison_lines(results):
-    """Lines of the main table: id, quantity, paper, ours, ours_where, verdict, first."""
+    """Lines of the numbers table: id, quantity, paper, ours, verdict, row (the result row or None), first."""
     lines = []
     for g in groups(results):
         n = max(len(g["paper"]), len(g["ours"]), 1)
@@ -224,48 +246,44 @@ def comparison_lines(results):
             p = g["paper"][i] if i < len(g["paper"]) else None
             o = g["ours"][i] if i < len(g["ours"]) else None
             if o is not None:
-                ours, where, verdict = o["ours"], f"{o['data']}; {o['scale']}", _verdict(o)
+                ours, verdict = o["ours"], _verdict(o)
             elif i == 0:
-                ours, where, verdict = NOT_RUN, "", NOT_RUN
+                ours, verdict = NOT_RUN, "—"
             else:
-                ours, where, verdict = "", "", ""
+                ours, verdict = "", ""
             lines.append({"id": g["id"], "quantity": g["quantity"],
                           "paper": _paper_text(p) if p else ("—" if i == 0 else ""),
-                          "ours": ours, "ours_where": where, "verdict": verdict, "first": i == 0})
+                          "ours": ours, "verdict": verdict, "row": o, "first": i == 0})
     return lines
 
 
 def claim_lines(results):
-    """Lines of the claims table: id, claim, holds (text), status, ours_where.
-
-    status is one of "yes", "no", "partly" (some runs), "not judged" (a result
-    without claim_holds), "not run" (no result).
-    """
+    """One line per judged result of each claim of the paper (one "not run here" line when a claim
+    has no result), then our own judged quantities: id, claim, paper, ours, verdict, rule, row, paper_claim."""
     lines = []
     for g in groups(results):
-        judged = [r for r in g["ours"] if r["claim_holds"] is not None]
-        claim = g["claim"] or (f"(our check) {g['quantity']}" if judged else "")
-        if not claim:
+        judged = [r for r in g["ours"] if r["verdict"]]
+        if not g["claim"] and not judged:
             continue
-        n_true = sum(r["claim_holds"] for r in judged)
-        runs = "" if len(judged) == 1 else f" ({n_true} of {len(judged)} runs)"
-        if not g["ours"]:
-            status, holds = NOT_RUN, NOT_RUN
-        elif not judged:
-            status, holds = "not judged", "not judged"
-        elif n_true == len(judged):
-            status, holds = "yes", "yes" + runs
-        elif n_true == 0:
-            status, holds = "no", "no" + runs
-        else:
-            status, holds = "partly", "partly" + runs
-        where = "; ".join(dict.fromkeys(f"{r['data']}, {r['scale']}" for r in judged))
-        lines.append({"id": g["id"], "claim": claim, "holds": holds, "status": status, "ours_where": where})
+        paper_text = "; ".join(_paper_text(p) for p in g["paper"]) or "—"
+        rule = paper.rule(g["id"], g["quantity"]) if g["claim"] else ""
+        base = {"id": g["id"], "claim": g["claim"] or g["quantity"], "paper": paper_text, "rule": rule,
+                "paper_claim": bool(g["claim"])}
+        if not judged:
+            lines.append({**base, "ours": NOT_RUN, "verdict": paper.NOT_HERE, "row": None})
+        for r in judged:
+            lines.append({**base, "ours": r["ours"], "verdict": r["verdict"], "rule": rule or r["note"], "row": r})
     return lines
 
 
+def verdict_counts(results):
+    """How many of the paper's claim lines are in each verdict state."""
+    lines = [l for l in claim_lines(results) if l["paper_claim"]]
+    return {v: sum(l["verdict"] == v for l in lines) for v in paper.VERDICTS}
+
+
 def side_by_side(run_dir=None, ids=None, results=None):
-    """The comparison lines as a pandas DataFrame, for a notebook to display.
+    """The paper's numbers beside ours, as a pandas DataFrame for a notebook to display.
 
     Reads ``<run_dir>/results.csv`` (or takes ``results`` rows) and keeps the
     lines of ``ids`` (all ids when None).
@@ -276,9 +294,10 @@ def side_by_side(run_dir=None, ids=None, results=None):
         path = Path(run_dir) / RESULTS_CSV
         results = read_results(path) if path.exists() else []
     ids = [ids] if isinstance(ids, str) else ids
-    lines = [l for l in comparison_lines(results) if ids is None or l["id"] in ids]
-    df = pd.DataFrame(lines, columns=["id", "quantity", "paper", "ours", "ours_where", "verdict"])
-    return df.rename(columns={"paper": "paper (data; scale)", "ours_where": "our data & scale"})
+    lines = [{**l, "note": (l["row"] or {}).get("note", "")} for l in comparison_lines(results)
+             if ids is None or l["id"] in ids]
+    df = pd.DataFrame(lines, columns=["id", "quantity", "paper", "ours", "verdict", "note"])
+    return df.rename(columns={"paper": "paper (data)"})
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>$|#])")
@@ -289,11 +308,11 @@ def _md(text):
     return _MD_SPECIAL.sub(r"\\\1", str(text).replace("\n", " "))
 
 
-def _list_table(header, rows, widths=None):
+def _list_table(header, rows, widths=None, css=""):
     out = ["```{list-table}", ":header-rows: 1"]
     if widths:
         out.append(":widths: " + " ".join(str(w) for w in widths))
-    out.append(":class: comparison-table")
+    out.append(":class: comparison-table" + (f" {css}" if css else ""))
     out.append("")
     for row in [header] + rows:
         out.append(f"* - {row[0]}")
@@ -302,79 +321,150 @@ def _list_table(header, rows, widths=None):
     return "\n".join(out)
 
 
-def comparison_markdown(results, chapters=(), generated=None):
-    """The whole comparison page as MyST markdown.
+BADGES = {paper.HOLDS: "success", paper.FAILS: "danger", paper.INCONCLUSIVE: "warning",
+          paper.NOT_HERE: "secondary"}
 
-    ``chapters``: notebook stems that exist in the book, so an id links to its chapter.
+
+def _badge(verdict):
+    """A coloured badge with the verdict's text (sphinx-design, part of jupyter-book)."""
+    if verdict not in BADGES:
+        return _md(verdict)
+    return f"{{bdg-{BADGES[verdict]}}}`{verdict}`"
+
+
+def _minutes(seconds):
+    return f"{seconds / 60:.1f} min" if seconds is not None else "—"
+
+
+def comparison_markdown(results, chapters=(), provenance=None):
+    """The whole dashboard as MyST markdown.
+
+    ``chapters``: notebook stems that exist in the book, so an id links to its chapter;
+    ``provenance``: stem -> the chapter's provenance (coded_lib.companion.edition), for the runs table.
     """
-    chapters = set(chapters)
-    lines = comparison_lines(results)
-    done = {l["id"] for l in lines if l["ours"] not in (NOT_RUN, "")}
+    chapters, provenance = set(chapters), provenance or {}
+    names = run_names(results)
     claims = claim_lines(results)
-    counts = {k: sum(c["status"] == k for c in claims) for k in ("yes", "no", "partly", "not judged", NOT_RUN)}
-    generated = generated or datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    counts = verdict_counts(results)
+    dates = sorted(p["date"] for p in provenance.values() if p.get("date"))
 
     def id_cell(id):
         stem = NOTEBOOK_OF.get(id)
         return f"[{id}](notebooks/{stem}.ipynb)" if stem in chapters else id
 
-    # The page-wide metadata drops the right-hand "contents" column to leave room for the table.
+    def run_cell(row):
+        return names[_run_key(row)] if row is not None else "—"
+
+    # The page-wide metadata drops the right-hand "contents" column to leave room for the tables.
     md = ["---", "html_theme.sidebar_secondary.remove: true", "---", "",
-          "(comparison)=", "# The paper vs this reproduction", "",
-          "Each line puts a number of the paper next to ours. The paper's numbers come from "
-          "CIFAR-10, CIFAR-100 and ImageNet with networks of millions of parameters trained for "
-          "hundreds of epochs; ours come from whatever the notebooks were run with, by default a "
-          "few epochs of a small network on a Fashion-MNIST subset on a CPU. Each of our numbers "
-          "names its data and scale, so compare trends and claims, not digits.", "",
-          f"*{len(done)} of {len(paper.IDS)} experiments have results. Of "
-          f"{len(claims)} qualitative claims: {counts['yes']} hold, {counts['no']} do not, "
-          f"{counts['partly']} hold partly, {counts['not judged']} measured but not judged, "
-          f"{counts[NOT_RUN]} not run.*", "",
-          "## Numbers", ""]
+          "(comparison)=", "# The paper's claims, checked", "",
+          "One row per claim of the paper: its value, ours, and a verdict by the rule written beside it. "
+          "The paper's numbers come from CIFAR and ImageNet networks of millions of parameters trained "
+          "for hundreds of epochs; ours from the runs in the first table, by default a small network on a "
+          "Fashion-MNIST subset on a CPU: compare trends and claims, not digits.", "",
+          "Verdicts are one-sided, in the direction the paper claims: {bdg-success}`holds` when our effect "
+          "exceeds about two standard errors (SE), {bdg-danger}`does not hold` when it is that far the other "
+          "way, {bdg-warning}`inconclusive` in between or when a comparison of trainings rests on fewer than "
+          f"{paper.MIN_SEEDS} seeds, {{bdg-secondary}}`not run here` for a claim about hardware the runs did "
+          "not use (or an experiment not run).", "",
+          "*Of the paper's " + str(sum(counts.values())) + " claim rows: "
+          + ", ".join(f"{counts[v]} {v}" for v in paper.VERDICTS) + ".*", "",
+          "## The runs behind the numbers", ""]
+    chapter_of = {}
+    for g in groups(results):
+        for r in g["ours"]:
+            chapter_of.setdefault(_run_key(r), []).append(NOTEBOOK_OF[g["id"]])
     rows = []
-    for l in lines:
-        first = l["first"]
-        rows.append([id_cell(l["id"]) if first else "", _md(l["quantity"]) if first else "",
-                     _md(l["paper"]), _md(l["ours"]), _md(l["ours_where"]), _md(l["verdict"])])
-    md.append(_list_table(["id", "quantity", "paper (data; scale)", "ours",
-                           "our data & scale", "verdict"], rows, widths=[8, 20, 26, 16, 20, 10]))
-    md += ["", "## Claims", "",
-           "The paper's qualitative statements, and whether our runs agree. \"not judged\" means "
-           "the number is there but the notebook did not decide; \"not run\" means no notebook "
-           "has recorded it yet.", ""]
-    rows = [[id_cell(c["id"]), _md(c["claim"]), _md(c["holds"]), _md(c["ours_where"])] for c in claims]
-    md.append(_list_table(["id", "claim", "holds on our runs?", "our data & scale"], rows,
-                          widths=[8, 50, 14, 28]))
-    sources = sorted({r["source"] for r in results if "source" in r})
+    for key, name in names.items():
+        data, scale, seeds = key
+        stems = list(dict.fromkeys(chapter_of[key]))
+        provs = [provenance[s] for s in stems if s in provenance]
+        device = "; ".join(dict.fromkeys(p.get("device", "") for p in provs)) or "—"
+        commit = "; ".join(dict.fromkeys(p.get("commit", "") for p in provs)) or "—"
+        where = ", ".join((f"[{s}](notebooks/{s}.ipynb)" if s in chapters else s)
+                          + (f" ({_minutes(provenance[s].get('seconds'))})" if s in provenance else "")
+                          for s in stems)
+        rows.append([name, _md(data), _md(scale), seeds or "—", _md(device), _md(commit), where])
+    md.append(_list_table(["run", "data", "model and scale", "seeds", "device", "source commit",
+                           "chapter (its wall time)"], rows, widths=[4, 20, 30, 5, 12, 12, 17]))
+    md += ["", "## The paper's claims", ""]
+    rows, last = [], None
+    for c in claims:
+        if not c["paper_claim"]:
+            continue
+        first = (c["id"], c["claim"]) != last
+        last = (c["id"], c["claim"])
+        rows.append([id_cell(c["id"]) if first else "", _md(c["claim"]) if first else "",
+                     _md(c["paper"]) if first else "", _md(c["ours"]), _badge(c["verdict"]),
+                     _md(c["rule"]) if first else "", run_cell(c["row"])])
+    md.append(_list_table(["id", "claim", "paper", "ours", "verdict", "rule", "run"], rows,
+                          widths=[6, 22, 14, 20, 9, 24, 5], css="claims-table"))
+    ours_only = [c for c in claims if not c["paper_claim"]]
+    if ours_only:
+        md += ["", "## Our own checks", "",
+               "Quantities the paper does not state as a claim, judged on our runs.", ""]
+        rows = [[id_cell(c["id"]), _md(c["claim"]), _md(c["ours"]), _badge(c["verdict"]), _md(c["rule"]),
+                 run_cell(c["row"])] for c in ours_only]
+        md.append(_list_table(["id", "quantity", "ours", "verdict", "why", "run"], rows,
+                              widths=[6, 26, 24, 9, 30, 5], css="claims-table"))
+    md += ["", "## Every number", "",
+           "The paper's numbers (with the data they come from) and ours, by experiment.", ""]
+    rows = []
+    for l in comparison_lines(results):
+        rows.append([id_cell(l["id"]) if l["first"] else "", _md(l["quantity"]) if l["first"] else "",
+                     _md(l["paper"]), _md(l["ours"]), run_cell(l["row"])])
+    md.append(_list_table(["id", "quantity", "paper (data)", "ours", "run"], rows, widths=[6, 28, 30, 30, 6]))
+    sources = sorted({r["source"] for r in results if r.get("source")})
     md += ["", "## Where the numbers come from", "",
-           f"Generated by `python -m coded_lib.companion.report` on {generated} from "
+           "Written by `python -m coded_lib.companion.report` from `book/results.csv`, which gathers "
            f"{len(sources)} results file(s) under `runs/`"
+           + (f" of the runs executed {dates[0]} to {dates[-1]}" if dates else "")
            + (":" if sources else " (none yet: run `make reproduce`)."), ""]
     md += [f"- `runs/{s}`" for s in sources]
-    md += ["", "The paper's numbers are in `coded_lib/companion/paper.py`; the results-row format is "
-           "documented in `coded_lib/companion/report.py`.", ""]
+    md += ["", "The paper's numbers and the claims' rules are in `coded_lib/companion/paper.py`; the "
+           "results-row format is documented in `coded_lib/companion/report.py`.", ""]
     return "\n".join(md)
 
 
-def write_comparison(root=None, out=BOOK / "comparison.md", generated=None):
-    """Gather the results under root (default runs_root()) and write the book's comparison page."""
+def write_comparison(root=None, out=BOOK / "comparison.md", results_out=None):
+    """Gather the results under root (default runs_root()) into ``results_out`` (default
+    ``book/results.csv`` beside ``out``) and write the dashboard from it."""
     out = Path(out)
     root = Path(root) if root is not None else runs_root()
     results = gather(root) if root.exists() else []
-    chapters = [p.stem for p in (out.parent / "notebooks").glob("*.ipynb")]
+    results_out = Path(results_out) if results_out is not None else out.parent / RESULTS_CSV
+    write_book_results(results, results_out)
+    return write_from_results(results_out, out)
+
+
+def write_from_results(results_csv=BOOK_RESULTS, out=BOOK / "comparison.md"):
+    """The dashboard from a gathered results file (the committed ``book/results.csv``), with the
+    provenance of the chapters executed beside it in ``<out's folder>/notebooks/``."""
+    from . import edition
+
+    out = Path(out)
+    results = read_results(results_csv) if Path(results_csv).exists() else []
+    edition_dir = out.parent / "notebooks"
+    chapters = [p.stem for p in edition_dir.glob("*.ipynb")]
+    provenance = {s: p for s in chapters if (p := edition.read_provenance(s, edition_dir))}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(comparison_markdown(results, chapters, generated), encoding="utf-8")
+    out.write_text(comparison_markdown(results, chapters, provenance), encoding="utf-8")
     return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m coded_lib.companion.report",
-                                 description="Write the book's 'paper vs this reproduction' page.")
+                                 description="Write the book's claims dashboard.")
     ap.add_argument("--runs", default=None,
                     help="folder searched for results.csv files (default: $CODED_RUNS, else runs/)")
+    ap.add_argument("--from-book", action="store_true",
+                    help="write the page from the committed book/results.csv instead of the runs")
     ap.add_argument("--out", default=str(BOOK / "comparison.md"), help="markdown page to write")
     args = ap.parse_args(argv)
-    path = write_comparison(args.runs, args.out)
+    if args.from_book:
+        path = write_from_results(Path(args.out).parent / RESULTS_CSV, args.out)
+    else:
+        path = write_comparison(args.runs, args.out)
     print(f"wrote {path}")
 
 
