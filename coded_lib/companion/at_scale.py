@@ -1,0 +1,471 @@
+"""The book's "At scale" edition (issue 14): every experiment again with the paper's CIFAR-10 network
+and recipe on all of Fashion-MNIST (preset ``fashion_mnist_at_scale``), made on one GPU.
+
+    python -m coded_lib.companion.at_scale prepare --to dist/at_scale   # with internet: wheels + data
+    python -m coded_lib.companion.at_scale list                         # the stages and their planned time
+    python -m coded_lib.companion.at_scale run --out book/at_scale --data dist/at_scale   # on the GPU host
+
+``run`` goes through the stages of a :class:`Plan` in order, each planned to take at most 8 minutes
+of one H100, and skips the stages already done (their state is kept in ``<runs>/at_scale_state.json``,
+so a command killed by a time limit is simply run again; a training stage resumes its runs from their
+checkpoints). Training stages launch ``python -m coded_lib.train`` processes, several at once on the
+one GPU; analysis stages execute notebooks of ``notebooks/`` with papermill on those runs (the
+notebooks find them in the same folders they would train them into: ``CODED_RUNS`` is the edition's
+runs folder). After the last stage, ``<out>`` receives the executed notebooks (the book's chapters),
+only the small files of every run (metrics, config, tables, results; no checkpoint) and
+``manifest.json``: source commit, device, torch and every package's version, the command, the date
+and the wall time of each stage. Until ``manifest.json`` exists the part's page (``<out>/index.md``)
+says that the edition has not been run and shows no number.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import notebook as nb
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "book" / "at_scale"
+STATE = "at_scale_state.json"
+MANIFEST = "manifest.json"
+STAGE_LIMIT_S = 8 * 60
+# Files of a run folder that the edition keeps (small text files); checkpoints and figures stay behind
+# (the figures are in the executed notebooks).
+KEPT = ("config.json", "metrics.csv", "results.csv", "tables/*.csv")
+MAX_KEPT_BYTES = 1_000_000
+# Installed on the GPU host from the prepared folder; the host brings torch, torchvision, timm, pandas,
+# scikit-learn and matplotlib itself. seaborn comes without its dependencies (numpy, pandas, matplotlib).
+WHEELS = ("papermill", "ipykernel", "setuptools>=64", "wheel")
+WHEELS_NO_DEPS = ("seaborn",)
+# notebooks/ablations.ipynb's fixed variants (combine, coding, skip), trained ahead like its grids
+ABLATION_VARIANTS = ({"combine": "concat"}, {"coding": "detach"}, {"coding": "detach", "skip": False})
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    runs: tuple = ()       # (preset, overrides) pairs trained by this stage
+    notebooks: tuple = ()  # notebook stems executed by this stage
+    planned_s: float = 0.0  # planned seconds on one H100
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the edition trains and executes. ``parameters``: papermill parameters per notebook (beyond
+    ``preset``); the ablation runs are read from those of ``ablations``. ``seconds_per_run_epoch`` and
+    ``notebook_s`` are the planning numbers of the H100 (see the preset's comment), not measurements."""
+    preset: str = "fashion_mnist_at_scale"
+    seeds: tuple = (0, 1, 2)
+    parameters: dict = field(default_factory=dict)
+    analysis: tuple = ()  # groups of notebook stems, one stage each
+    jobs: int = 3         # training processes at once on the one GPU
+    seconds_per_run_epoch: float = 10.0
+    notebook_s: dict = field(default_factory=dict)
+
+
+PLAN = Plan(
+    parameters={
+        "accuracy": {}, "removal": {"blocks": None}, "binary": {}, "early": {"n_val": None},
+        "activations": {}, "calibration": {}, "codes": {}, "architecture": {}, "train": {},
+        # the paper's grids, each point 3 epochs and one seed: 3 seeds would triple their 36 run-epochs,
+        # beyond the 20 minutes (the preset's comment has the arithmetic), so their verdicts stay inconclusive
+        "ablations": {"ablation_overrides": {"epochs": 3}, "seeds": [0], "mu_values": [0.0, 2.0, 6.0, 20.0],
+                      "pdrop_values": [0.0, 0.1, 0.2], "exponents": [4, 2, "abs"],
+                      "ratios": [None, {"c2": "7/10"}]},
+        # the cost chapter's GPU row: the recipe's batch on the GPU
+        "cost": {"device": "cuda", "batch_size": 512, "steps": 20},
+    },
+    analysis=(("train", "accuracy", "removal", "binary", "early"),
+              ("activations", "calibration", "ablations", "cost", "codes", "architecture")),
+    # planned CPU time of the GPU host's 16 cores (the notebooks' analyses run on the CPU)
+    notebook_s={"train": 15, "accuracy": 15, "removal": 105, "binary": 70, "early": 25, "activations": 15,
+                "calibration": 40, "ablations": 70, "cost": 20, "codes": 20, "architecture": 10},
+)
+
+
+def _ablation_runs(plan: Plan) -> tuple[list, list]:
+    """(mu and p_drop grids, other ablations) as (preset, overrides) pairs, as notebooks/ablations.ipynb asks
+    for them (``nb.sweep`` / ``nb.ensure`` with ``ablation_overrides`` as the base)."""
+    p = plan.parameters.get("ablations")
+    if p is None:
+        return [], []
+    bases = [{**p.get("ablation_overrides", {}), "seed": s} for s in p.get("seeds", [0])]
+    grids = [{**b, "mu": v} for b in bases for v in p["mu_values"]]
+    grids += [{**b, "p_drop": v} for b in bases for v in p["pdrop_values"]]
+    other = ([{**b, "loss_exponent": v} for b in bases for v in p["exponents"]]
+             + [{**b, **v} for b in bases for v in ABLATION_VARIANTS]
+             + [{**b, "ratios": v} for b in bases for v in p["ratios"]])
+    return _unique(plan.preset, grids), _unique(plan.preset, other, exclude=grids)
+
+
+def _unique(preset, overrides: list, exclude=()) -> list:
+    """(preset, overrides) pairs, one per run folder (values equal to the preset's share one folder)."""
+    seen = {folder_name(preset, o) for o in exclude}
+    out = []
+    for o in overrides:
+        o = {k: v for k, v in o.items() if v is not None}
+        name = folder_name(preset, o)
+        if name not in seen:
+            seen.add(name)
+            out.append((preset, o))
+    return out
+
+
+def folder_name(preset: str, overrides: dict) -> str:
+    """The run folder's name the notebooks use for ``preset`` with ``overrides`` (``nb.run_folder``)."""
+    return nb.run_folder(preset, **overrides).name
+
+
+def _epochs(preset, overrides) -> int:
+    from ..train.presets import get_config
+
+    return get_config(preset, **overrides).epochs
+
+
+def stages(plan: Plan = PLAN) -> list[Stage]:
+    """The edition's stages in order: coded runs, baseline runs, ablation grids, analysis notebooks."""
+    base_preset, base_overrides = nb.baseline(plan.preset)
+    trainings = {
+        "train-coded": [(plan.preset, {"seed": s}) for s in plan.seeds],
+        "train-baseline": [(base_preset, {**base_overrides, "seed": s}) for s in plan.seeds],
+    }
+    grids, other = _ablation_runs(plan)
+    trainings["train-ablations-mu-pdrop"], trainings["train-ablations-other"] = grids, other
+    out = []
+    for name, runs in trainings.items():
+        if runs:
+            # runs share the GPU in waves of plan.jobs; the GPU's time is what the runs add up to
+            run_epochs = sum(_epochs(p, o) for p, o in runs)
+            out.append(Stage(name, runs=tuple(runs), planned_s=run_epochs * plan.seconds_per_run_epoch))
+    for i, group in enumerate(plan.analysis, 1):
+        out.append(Stage(f"analysis-{i}", notebooks=tuple(group),
+                         planned_s=sum(plan.notebook_s.get(s, 0) for s in group)))
+    return out
+
+
+# --- running -------------------------------------------------------------------------------------
+
+@contextmanager
+def _environ(**values):
+    """``os.environ`` with ``values`` set (None: left as it is) for the notebooks' kernels, restored after."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: str(v) for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _set_args(overrides: dict) -> list[str]:
+    args = []
+    for k, v in overrides.items():
+        args += ["--set", f"{k}={json.dumps(v) if isinstance(v, dict) else v}"]
+    return args
+
+
+def train_stage(stage: Stage, runs_dir: Path, jobs: int) -> list[str]:
+    """Train the stage's runs, ``jobs`` processes at a time; returns the failures (with their logs)."""
+    logs = runs_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    pending, running, failed = list(stage.runs), [], []
+    while pending or running:
+        while pending and len(running) < jobs:
+            preset, overrides = pending.pop(0)
+            name = folder_name(preset, overrides)
+            log = open(logs / f"{name}.log", "a")
+            cmd = [sys.executable, "-m", "coded_lib.train", "--preset", preset, "--run-dir", str(runs_dir / name),
+                   *_set_args(overrides)]
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO), name, log))
+        time.sleep(0.2)
+        for item in [r for r in running if r[0].poll() is not None]:
+            running.remove(item)
+            item[2].close()
+            if item[0].returncode:
+                failed.append(f"{item[1]} (exit {item[0].returncode}; log: {logs / (item[1] + '.log')})")
+    return failed
+
+
+def notebook_stage(stage: Stage, plan: Plan, executed: Path) -> list[str]:
+    """Execute the stage's notebooks with papermill into ``executed``; returns the failures."""
+    import papermill
+
+    from .reproduce import SOURCE, execute
+
+    failed = []
+    for stem in stage.notebooks:
+        path = SOURCE / f"{stem}.ipynb"
+        params = dict(plan.parameters.get(stem, {}))
+        declared = papermill.inspect_notebook(str(path))
+        if "seeds" in declared and "seeds" not in params:  # a notebook that averages over seeds
+            params["seeds"] = list(plan.seeds)
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            raise ValueError(f"the plan passes {unknown} to notebooks/{stem}.ipynb, which has no such parameter; "
+                             f"its parameters: {sorted(declared)}")
+        ok, seconds = execute(path, executed, plan.preset, params)
+        print(f"  {stem}: {'done' if ok else 'FAILED'} in {seconds:.0f} s", flush=True)
+        if not ok:
+            failed.append(stem)
+    return failed
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = False, data=None,
+        command: str | None = None) -> dict:
+    """Run the stages not done yet (``only``: these names; ``next_only``: the first pending one), then,
+    once every stage is done, write the edition into ``out``. Returns the state (stage -> record)."""
+    out = Path(out)
+    runs_dir = Path(runs) if runs is not None else REPO / "runs" / "at_scale"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    all_stages = stages(plan)
+    names = [s.name for s in all_stages]
+    bad = sorted(set(only or ()) - set(names))
+    if bad:
+        raise ValueError(f"unknown stage(s) {bad}; allowed: {names}")
+    state_path = runs_dir / STATE
+    state = _read_json(state_path)
+    todo = [s for s in all_stages if not state.get(s.name, {}).get("done") and (not only or s.name in only)]
+    if next_only:
+        todo = todo[:1]
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MANIFEST).exists():
+        write_page(out)
+    failed = []
+    with _environ(CODED_RUNS=runs_dir.resolve(), CODED_DATA=Path(data).resolve() if data else None,
+                  MPLBACKEND="Agg"):
+        for stage in todo:
+            print(f"[{stage.name}] planned {stage.planned_s / 60:.1f} min", flush=True)
+            start = time.perf_counter()
+            if stage.runs:
+                errors = train_stage(stage, runs_dir, plan.jobs)
+            else:
+                errors = notebook_stage(stage, plan, runs_dir / "executed")
+            wall = time.perf_counter() - start
+            state[stage.name] = {"done": not errors, "wall_s": round(wall, 1), "planned_s": stage.planned_s,
+                                 "date": _now(), "failed": errors}
+            _write_json(state_path, state)
+            print(f"[{stage.name}] {'done' if not errors else 'FAILED: ' + '; '.join(errors)} in {wall / 60:.1f} min",
+                  flush=True)
+            failed += errors
+    if all(state.get(n, {}).get("done") for n in names):
+        finish(out, runs_dir, plan, state, command)
+    if failed:
+        raise RuntimeError("stages failed: " + "; ".join(failed))
+    return state
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+# --- the edition's files -------------------------------------------------------------------------
+
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def source_commit() -> str:
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout)"
+    return commit + (" + uncommitted changes" if _git("status", "--porcelain", "--", "coded_lib", "notebooks") else "")
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return f"CPU: {os.cpu_count()} cores ({platform.machine()})"
+
+
+def package_versions() -> dict:
+    """Versions of this package's requirements (not its extras) and of the notebook tools; None if missing."""
+    try:
+        reqs = importlib.metadata.requires("coded_lib") or []
+    except importlib.metadata.PackageNotFoundError:
+        reqs = []
+    names = [re.match(r"[A-Za-z0-9_.-]+", r).group(0) for r in reqs if "extra ==" not in r]
+    names += ["coded_lib", "papermill", "ipykernel", "nbclient", "nbformat", "jupyter_client", "pillow"]
+    out = {}
+    for name in dict.fromkeys(names):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def small_files(runs_dir: Path) -> list[Path]:
+    """The kept files of every run folder under ``runs_dir`` (see KEPT), relative to it."""
+    found = []
+    for config in sorted(runs_dir.glob("*/config.json")):
+        for pattern in KEPT:
+            found += [p for p in sorted(config.parent.glob(pattern)) if p.stat().st_size <= MAX_KEPT_BYTES]
+    return [p.relative_to(runs_dir) for p in found]
+
+
+def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -> Path:
+    """Copy the executed notebooks and the runs' small files into ``out``; write the manifest and the page."""
+    import torch
+
+    out, runs_dir = Path(out), Path(runs_dir)
+    for stem in (s for group in plan.analysis for s in group):
+        shutil.copyfile(runs_dir / "executed" / f"{stem}.ipynb", out / f"{stem}.ipynb")
+    shutil.rmtree(out / "runs", ignore_errors=True)
+    for rel in small_files(runs_dir):
+        (out / "runs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(runs_dir / rel, out / "runs" / rel)
+    manifest = {
+        "preset": plan.preset, "source_commit": source_commit(), "device": device_name(),
+        "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+        "packages": package_versions(),
+        "command": command or "python -m coded_lib.companion.at_scale run",
+        "date": _now(),
+        "stages": [{"name": s.name, "wall_s": state[s.name]["wall_s"], "planned_s": s.planned_s,
+                    "runs": [folder_name(*r) for r in s.runs], "notebooks": list(s.notebooks)}
+                   for s in stages(plan)],
+        "total_wall_s": round(sum(state[s.name]["wall_s"] for s in stages(plan)), 1),
+        "notebooks": [s for group in plan.analysis for s in group],
+    }
+    _write_json(out / MANIFEST, manifest)
+    write_page(out)
+    return out / MANIFEST
+
+
+NOT_RUN_TEXT = "The GPU edition has not been run yet"
+
+
+def page_markdown(manifest: dict | None) -> str:
+    """The part's page: "not run yet" without a manifest, else where, when and how long the edition ran."""
+    head = ["# At scale", "",
+            "Every experiment again with the paper's CIFAR-10 network (Coded ResNeXt-29 10×11d, 4.6 M "
+            "parameters) and its CIFAR-10 recipe, trained on all 60,000 Fashion-MNIST images and evaluated on "
+            "the 10,000 test images, on one GPU (preset `fashion_mnist_at_scale`: 7 epochs instead of the "
+            "paper's 300, coded and plain ResNeXt with 3 seeds each, the μ and p_drop grids at 3 epochs per "
+            "point). The chapters here are notebooks executed on the GPU host and committed as they ran; "
+            "nothing of them is recomputed when the book is built.", ""]
+    if manifest is None:
+        return "\n".join(head + [
+            "```{admonition} Not run yet", ":class: warning",
+            f"{NOT_RUN_TEXT}: this part shows no numbers. The command that makes it, in about 20 minutes of "
+            "one H100, is in {ref}`the-gpu-edition` (chapter \"How to run\").", "```", ""])
+    rows = ["| stage | wall time (min) | planned (min) |", "|---|---|---|"]
+    rows += [f"| {s['name']} | {s['wall_s'] / 60:.1f} | {s['planned_s'] / 60:.1f} |" for s in manifest["stages"]]
+    return "\n".join(head + [
+        f"Made on {manifest['date']} on {manifest['device']} with torch {manifest['torch']} from source commit "
+        f"`{manifest['source_commit']}` by `{manifest['command']}`, in {manifest['total_wall_s'] / 60:.1f} "
+        "minutes (versions of every package in `book/at_scale/manifest.json`).", "", *rows, ""])
+
+
+def write_page(out=OUT) -> Path:
+    out = Path(out)
+    manifest = _read_json(out / MANIFEST) or None
+    (out / "index.md").write_text(page_markdown(manifest))
+    return out / "index.md"
+
+
+# --- prepare: what the offline GPU host needs ------------------------------------------------------
+
+def _pip(args: list[str]) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+
+
+def prepare(to, data_dir=None, python_version: str | None = None, platform_tag: str | None = None) -> list[Path]:
+    """Gather into ``to`` the wheels the GPU host lacks (``to/wheels``: papermill, ipykernel and their
+    dependencies, seaborn, setuptools to install this package) and Fashion-MNIST's four .gz files
+    (``to/fashion-mnist``). Returns the files there."""
+    from ..train.data import FASHION_FILES, _idx_file, find_fashion_mnist
+
+    to = Path(to)
+    wheels, fashion = to / "wheels", to / "fashion-mnist"
+    wheels.mkdir(parents=True, exist_ok=True)
+    fashion.mkdir(parents=True, exist_ok=True)
+    target = ["--only-binary=:all:"]
+    if python_version:
+        target += ["--python-version", python_version]
+    if platform_tag:
+        target += ["--platform", platform_tag]
+    _pip(["download", "--dest", str(wheels), *target, *WHEELS])
+    _pip(["download", "--dest", str(wheels), "--no-deps", *target, *WHEELS_NO_DEPS])
+    source = find_fashion_mnist(data_dir)
+    for stem in (s for pair in FASHION_FILES.values() for s in pair):
+        src = _idx_file(source, stem)
+        if src.suffix == ".gz":
+            shutil.copyfile(src, fashion / f"{stem}.gz")
+        else:
+            with open(src, "rb") as f, gzip.open(fashion / f"{stem}.gz", "wb") as g:
+                shutil.copyfileobj(f, g)
+    return sorted(p for p in to.rglob("*") if p.is_file())
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m coded_lib.companion.at_scale", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the stages not done yet, then write the edition")
+    r.add_argument("--out", default=str(OUT), help="the edition's folder (default: book/at_scale)")
+    r.add_argument("--runs", default=None, help="run folders, checkpoints included (default: runs/at_scale)")
+    r.add_argument("--data", default=None, help="folder holding fashion-mnist/ (from prepare); sets CODED_DATA")
+    r.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (see `list`)")
+    r.add_argument("--next", action="store_true", help="run only the first stage not done yet")
+    r.add_argument("--jobs", type=int, default=PLAN.jobs, help="training processes at once on the GPU")
+    r.add_argument("--preset", default=PLAN.preset, help="a preset with a _baseline twin (default: %(default)s)")
+    sub.add_parser("list", help="the stages and their planned H100 time")
+    p = sub.add_parser("prepare", help="gather wheels and Fashion-MNIST for an offline GPU host")
+    p.add_argument("--to", default="dist/at_scale")
+    p.add_argument("--data", default=None, help="where Fashion-MNIST is read from (default: as coded_lib.train)")
+    p.add_argument("--python-version", default=None, help="the GPU host's Python, e.g. 3.12 (default: this one)")
+    p.add_argument("--platform", default=None, help="the GPU host's wheel platform, e.g. manylinux2014_x86_64")
+    sub.add_parser("page", help="rewrite <out>/index.md from the manifest (or 'not run yet')")
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        for s in stages(PLAN):
+            what = f"{len(s.runs)} runs" if s.runs else " ".join(s.notebooks)
+            print(f"{s.name:28s} planned {s.planned_s / 60:4.1f} min  {what}")
+        print(f"{'total':28s} planned {sum(s.planned_s for s in stages(PLAN)) / 60:4.1f} min")
+    elif args.cmd == "page":
+        print(write_page())
+    elif args.cmd == "prepare":
+        for path in prepare(args.to, args.data, args.python_version, args.platform):
+            print(path)
+    else:
+        if args.jobs < 1:
+            ap.error(f"--jobs {args.jobs}: need at least 1")
+        plan = Plan(**{**PLAN.__dict__, "jobs": args.jobs, "preset": args.preset})
+        command = "python -m coded_lib.companion.at_scale " + " ".join(argv if argv is not None else sys.argv[1:])
+        run(args.out, args.runs, plan, args.only, args.next, args.data, command)
+
+
+if __name__ == "__main__":
+    main()

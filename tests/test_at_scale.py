@@ -1,0 +1,141 @@
+"""The "At scale" GPU edition (issue 14), on a CPU stand-in: the smoke preset, one seed, one notebook."""
+import gzip
+import json
+import re
+from pathlib import Path
+
+import papermill
+import pytest
+import yaml
+
+from coded_lib.companion import at_scale, reproduce
+from coded_lib.train import data
+from coded_lib.train.presets import get_config
+
+REPO = Path(__file__).resolve().parents[1]
+STAND_IN = at_scale.Plan(preset="smoke", seeds=(0,), parameters={"early": {"n_val": 64}}, analysis=(("early",),),
+                         jobs=2)
+
+
+def test_edition_end_to_end_writes_manifest_and_only_small_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    state = at_scale.run(out, runs, STAND_IN, command="python -m coded_lib.companion.at_scale run (test)")
+    assert list(state) == ["train-coded", "train-baseline", "analysis-1"]
+    assert all(s["done"] and s["wall_s"] > 0 for s in state.values())
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["command"] == "python -m coded_lib.companion.at_scale run (test)"
+    assert re.fullmatch(r"[0-9a-f]{40}( \+ uncommitted changes)?", manifest["source_commit"])
+    assert manifest["device"].startswith(("CPU: ", "GPU: "))
+    import torch
+
+    assert manifest["torch"] == torch.__version__
+    for name in ("torch", "torchvision", "timm", "pandas", "scikit-learn", "matplotlib", "papermill", "ipykernel"):
+        assert manifest["packages"][name], name
+    assert [s["name"] for s in manifest["stages"]] == list(state)
+    assert [s["wall_s"] for s in manifest["stages"]] == [state[n]["wall_s"] for n in state]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d", manifest["date"])
+
+    # the notebooks found the runs the training stages made (seed 0 of the coded preset in runs/smoke)
+    assert (runs / "smoke" / "checkpoint.pt").exists()
+    assert (out / "runs" / "smoke" / "metrics.csv").read_bytes() == (runs / "smoke" / "metrics.csv").read_bytes()
+    assert (out / "runs" / "smoke" / "tables" / "early_decoders.csv").exists()  # written by the notebook
+    assert (out / "runs" / "smoke" / "results.csv").exists()
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    allowed = re.compile(r"(index\.md|manifest\.json|early\.ipynb|"
+                         r"runs/[^/]+/(config\.json|metrics\.csv|results\.csv|tables/[^/]+\.csv))")
+    assert [f for f in files if not allowed.fullmatch(f)] == []
+    assert all((out / f).stat().st_size < 1_000_000 for f in files)
+    executed = json.loads((out / "early.ipynb").read_text())
+    assert any(o.get("output_type") == "display_data" for c in executed["cells"] for o in c.get("outputs", []))
+    page = (out / "index.md").read_text()
+    assert at_scale.NOT_RUN_TEXT not in page and manifest["device"] in page
+
+    # a second call skips every finished stage; a stage not done is run again, and only that one
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    monkeypatch.setattr(at_scale, "train_stage", fail)
+    monkeypatch.setattr(at_scale, "notebook_stage", fail)
+    assert at_scale.run(out, runs, STAND_IN) == state
+    saved = json.loads((runs / at_scale.STATE).read_text())
+    saved["analysis-1"]["done"] = False
+    (runs / at_scale.STATE).write_text(json.dumps(saved))
+    ran = []
+    monkeypatch.setattr(at_scale, "notebook_stage", lambda stage, plan, executed: ran.append(stage.name) or [])
+    at_scale.run(out, runs, STAND_IN)
+    assert ran == ["analysis-1"]
+
+
+def test_unknown_stage_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="allowed: .*train-coded"):
+        at_scale.run(tmp_path / "out", tmp_path / "runs", STAND_IN, only=["train-everything"])
+
+
+def test_gpu_plan_budget_and_notebook_parameters():
+    stages = at_scale.stages(at_scale.PLAN)
+    runs = [r for s in stages for r in s.runs]
+    # the preset's comment: 6 runs x 7 epochs + 12 ablation runs x 3 epochs = 78 run-epochs
+    assert get_config("fashion_mnist_at_scale").epochs == 7
+    assert sum(get_config(p, **o).epochs for p, o in runs) == 6 * 7 + 12 * 3
+    assert len({at_scale.folder_name(p, o) for p, o in runs}) == len(runs) == 18
+    assert all(s.planned_s <= 8 * 60 for s in stages)
+    assert sum(s.planned_s for s in stages) <= 20 * 60
+    # every chapter of the book is in the edition, and every parameter the plan passes exists
+    assert sorted(s for s_ in stages for s in s_.notebooks) == sorted(reproduce.NOTEBOOKS)
+    for stem, params in at_scale.PLAN.parameters.items():
+        declared = papermill.inspect_notebook(str(REPO / "notebooks" / f"{stem}.ipynb"))
+        assert set(params) <= set(declared), stem
+
+
+def test_prepare_gathers_wheels_and_the_four_gz_files(tmp_path, monkeypatch):
+    source = tmp_path / "fashion"
+    source.mkdir()
+    stems = [s for pair in data.FASHION_FILES.values() for s in pair]
+    for i, stem in enumerate(stems):  # two packed, two unpacked: prepare packs the latter
+        payload = bytes([0, 0, 8, 1, 0, 0, 0, 1, i])
+        if i % 2:
+            (source / stem).write_bytes(payload)
+        else:
+            with gzip.open(source / f"{stem}.gz", "wb") as f:
+                f.write(payload)
+    calls = []
+
+    def fake_pip(args):
+        calls.append(args)
+        dest = Path(args[args.index("--dest") + 1])
+        for name in args[args.index("--dest") + 2:]:
+            if name[0].isalpha():  # a requirement, not an option or the version after --python-version
+                (dest / f"{re.match(r'[a-z_]+', name).group(0)}-1.0-py3-none-any.whl").write_text("")
+
+    monkeypatch.setattr(at_scale, "_pip", fake_pip)
+    files = at_scale.prepare(tmp_path / "to", data_dir=str(source), python_version="3.12")
+    names = [p.relative_to(tmp_path / "to").as_posix() for p in files]
+    assert names == sorted([f"fashion-mnist/{s}.gz" for s in stems]
+                           + [f"wheels/{w}-1.0-py3-none-any.whl" for w in
+                              ("papermill", "ipykernel", "setuptools", "wheel", "seaborn")])
+    for i, stem in enumerate(stems):
+        with gzip.open(tmp_path / "to" / "fashion-mnist" / f"{stem}.gz") as f:
+            assert f.read()[-1] == i
+    assert all(c[0] == "download" and "--only-binary=:all:" in c and c[c.index("--python-version") + 1] == "3.12"
+               for c in calls)
+    assert {"papermill", "ipykernel"} <= set(calls[0]) and "--no-deps" not in calls[0]
+    assert "--no-deps" in calls[1] and "seaborn" in calls[1]
+
+
+def test_book_part_says_not_run_without_a_manifest(tmp_path):
+    book = REPO / "book"
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    captions = [p["caption"] for p in toc["parts"]]
+    assert captions.index("At scale") == captions.index("Experiments") + 1
+    files = [c["file"] for c in toc["parts"][captions.index("At scale")]["chapters"]]
+    assert files[0] == "at_scale/index"
+    assert sorted(files[1:]) == sorted(f"at_scale/{s}" for s in reproduce.NOTEBOOKS)
+    committed = (book / "at_scale" / "index.md").read_text()
+    if not (book / "at_scale" / "manifest.json").exists():
+        assert "has not been run yet" in committed
+        assert not re.search(r"\d+\.\d+ ?%", committed)  # no numbers
+    else:
+        assert "has not been run yet" not in committed
+    assert "has not been run yet" in at_scale.write_page(tmp_path).read_text()
