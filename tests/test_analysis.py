@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
+from sklearn.metrics import precision_recall_curve, precision_score, recall_score
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from coded_lib import analysis
-from coded_lib.analysis import (agreement_table, best_f1_threshold, binary_metrics, binary_scores, coded_flops_overhead,
+from coded_lib.analysis import (agreement_table, binary_metrics, binary_scores, coded_flops_overhead,
                                 collect, count_multiply_adds, early_accuracy, masked_vs_extracted, peak_training_memory,
                                 precision_recall, removal_curve, subnn_output_distribution)
 from coded_lib.models import build_model
@@ -27,7 +27,7 @@ def mini():
     """The mini Coded ResNeXt with every residual branch switched on (the zero-init of the last
     BN would make the subNNs irrelevant in an untrained model), and data labelled by its own
     predictions so that the unmodified model is 100 % accurate."""
-    torch.manual_seed(0)
+    torch.manual_seed(2)  # a draw whose predictions depend on the active subNNs of every coded block
     model = build_model("coded_resnext_mini")
     for b in model.blocks:
         nn.init.ones_(b.bn3.weight)
@@ -121,23 +121,7 @@ def test_early_accuracy_hand_made():
 
 # --- binary classifiers ----------------------------------------------------------------------
 
-def test_best_f1_threshold_known_optimum():
-    scores = [0.9, 0.8, 0.7, 0.6, 0.2]
-    labels = [1, 0, 1, 1, 0]
-    assert best_f1_threshold(scores, labels) == pytest.approx((0.6, 6 / 7))
-    # perfectly separable: F1 = 1 at the lowest positive score
-    assert best_f1_threshold([3.0, -1.0, 2.5, 0.0], [1, 0, 1, 0]) == pytest.approx((2.5, 1.0))
-
-
-def test_best_f1_threshold_against_brute_force_with_ties():
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        labels = rng.uniform(size=300) < 0.2
-        scores = np.round(rng.normal(size=300) + 1.2 * labels, 1)  # rounding makes many ties
-        t, f1 = best_f1_threshold(scores, labels)
-        brute = max(f1_score(labels, scores >= u) for u in np.unique(scores))
-        assert f1 == pytest.approx(brute)
-        assert f1_score(labels, scores >= t) == pytest.approx(brute)
+# the threshold search itself (the authors' grid) is checked by brute force in tests/test_fidelity.py
 
 
 def test_precision_recall_against_sklearn():
@@ -166,8 +150,8 @@ def test_binary_metrics_against_sklearn():
     report = binary_metrics(train_s, train_t, val_s, val_t, ood_s, neg_ratio=3, seed=0)
     table = report.table.set_index("class")
     for c in range(K):
-        t, f1 = best_f1_threshold(train_s[:, c], train_t == c)
-        assert table.loc[c, "threshold"] == t and table.loc[c, "train_f1"] == pytest.approx(f1)
+        t = table.loc[c, "threshold"]  # the search's own tests: tests/test_fidelity.py
+        assert np.median(train_s[train_t != c, c]) < t < np.median(train_s[train_t == c, c])
         pos = val_s[val_t == c, c]
         n_pos = len(pos)
         assert table.loc[c, "n_pos"] == n_pos

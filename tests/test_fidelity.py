@@ -200,3 +200,85 @@ def test_cifar_randaugment_runs_before_the_crop_with_the_authors_constants():
         x = tf(img) * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)  # undo Normalize
         seen |= set((x * 255).round().int().unique().tolist())
     assert seen == {0, 127}
+
+
+# --- item 6: binary-classifier thresholds -------------------------------------------------------
+
+def _brute_threshold(pos, neg, draw=None, draws=1):
+    """The authors' search written out with loops: grid from median(pos) by (median(neg) - median(pos)) / 100
+    while short of median(neg); TP: positives > t, TN: negatives < t; the first best grid value per draw."""
+    lo, hi = float(np.median(pos)), float(np.median(neg))
+    step = (hi - lo) / 100
+    grid, t = [], lo
+    k = 0
+    while (t < hi) if step > 0 else (t > hi):
+        grid.append(t)
+        k += 1
+        t = lo + k * step
+    best = []
+    for _ in range(draws):
+        top, top_t = -1.0, None
+        for t in grid:
+            negs = neg if draw is None else draw()
+            tp = sum(1 for p in pos if p > t)
+            tn = sum(1 for n in negs if n < t)
+            f1 = 2 * tp / (2 * tp + (len(pos) - tp) + (len(negs) - tn))
+            if f1 > top:
+                top, top_t = f1, t
+        best.append(top_t)
+    return sum(best) / len(best)
+
+
+def test_threshold_grid_by_hand():
+    """pos 4, 3, 2 and neg 2.5, 0, -1, -2: grid 3, 2.965, ... (step -0.035); F1 is 6/7 once t < 2, first at
+    t = 3 - 29 * 0.035 = 1.985 (and 0.8 on (2.5, 3), 2/3 on (2, 2.5))."""
+    from coded_lib.analysis import best_f1_threshold
+
+    scores, labels = [4, 2.5, 3, 0, 2, -1, -2], [1, 0, 1, 0, 1, 0, 0]
+    t, f1 = best_f1_threshold(scores, labels)
+    assert t == pytest.approx(1.985) and f1 == pytest.approx(6 / 7)
+    assert _brute_threshold([4, 3, 2], [2.5, 0, -1, -2]) == pytest.approx(1.985)
+
+
+def test_threshold_search_against_brute_force():
+    """All negatives (CIFAR-10), then 9x the positives redrawn at every grid value and the threshold
+    averaged over 10 searches (CIFAR-100), on made-up scores with ties and with a score on the grid."""
+    from coded_lib.analysis import best_f1_threshold
+
+    rng = np.random.default_rng(0)
+    pos = np.round(rng.normal(2.0, 1.0, 15), 1)
+    neg = np.round(rng.normal(0.0, 1.0, 300), 1)
+    scores, labels = np.r_[pos, neg], np.r_[np.ones(15, bool), np.zeros(300, bool)]
+    assert best_f1_threshold(scores, labels)[0] == pytest.approx(_brute_threshold(pos, neg))
+    sampler = np.random.default_rng(7)
+    ref = _brute_threshold(pos, neg, draw=lambda: sampler.choice(neg, 9 * 15, replace=False), draws=10)
+    assert best_f1_threshold(scores, labels, neg_ratio=9, seed=7)[0] == pytest.approx(ref)
+    # redrawn negatives move the best grid value from draw to draw: the mean is not the one-search threshold
+    assert ref != pytest.approx(_brute_threshold(pos, neg))
+
+
+def test_precision_recall_counts_a_score_at_the_threshold_against_the_classifier():
+    """TP: positives > t; FP: negatives not < t. Scores 2, 1 (positive) and 1, 0 (negative) at t = 1: TP 1, FP 1."""
+    from coded_lib.analysis import precision_recall
+
+    assert precision_recall([2, 1, 1, 0], [1, 1, 0, 0], 1.0) == pytest.approx((0.5, 0.5))
+
+
+def test_negatives_subsampled_where_the_authors_did():
+    """9x the positives on CIFAR-100 and ImageNet; every negative on the 10-class sets (CIFAR-10, Fashion-MNIST)."""
+    from coded_lib.analysis import neg_ratio_for
+
+    assert [neg_ratio_for(d) for d in ("cifar10", "cifar100", "imagenet", "fashion_mnist", "digits")] == \
+        [None, 9, 9, None, None]
+
+
+def test_threshold_loader_is_the_training_loader_as_used_for_training(tmp_path):
+    """The notebooks' training loader gives the run's augmented images (two passes differ), validation does not."""
+    from coded_lib.companion.notebook import Run
+
+    run = Run(dir=tmp_path, config=get_config("smoke"), model=None)
+    train, val = run.loaders(n_train=32, n_val=16)
+    torch.manual_seed(0)
+    a, b = (torch.cat([x for x, _ in train]) for _ in range(2))
+    assert a.shape == b.shape == (32, 1, 28, 28) and not torch.equal(a, b)
+    assert torch.equal(torch.cat([x for x, _ in val]), torch.cat([x for x, _ in val]))

@@ -4,7 +4,8 @@ Each takes a model and a DataLoader (or tensors) and returns numbers or pandas D
 the method; only ``sweep`` reaches into ``coded_lib.train`` (at call time), never ``companion``.
 """
 from .activations import subnn_output_distribution
-from .binary import BinaryReport, binary_classifiers, binary_metrics, binary_scores, masked_vs_extracted
+from .binary import (BinaryReport, binary_classifiers, binary_metrics, binary_scores, masked_vs_extracted,
+                     neg_ratio_for)
 from .cost import (coded_flops_overhead, cost_table, count_multiply_adds, fvcore_flops,
                    peak_training_memory, training_throughput)
 from .early import agreement_table, early_accuracy
@@ -16,7 +17,7 @@ from .sweep import read_final_metrics, sweep
 __all__ = [
     "collect", "eval_mode",
     "removal_curve", "removal_curves",
-    "BinaryReport", "binary_scores", "binary_metrics", "binary_classifiers", "masked_vs_extracted",
+    "BinaryReport", "binary_scores", "binary_metrics", "binary_classifiers", "masked_vs_extracted", "neg_ratio_for",
     "best_f1_threshold", "precision_recall", "f1_score",
     "subnn_output_distribution",
     "early_accuracy", "agreement_table",

@@ -2,10 +2,12 @@
 
 The classifier of class c is the network with only c's active subNNs in every coded block and
 only the c-th row of the final layer; its score is the logit of class c. As in the official code
-(SPEC §3), its threshold maximizes F1 on training data, then precision and recall are measured
-on validation data against in-distribution negatives (the other classes) and against
-out-of-distribution negatives (another data set), optionally subsampled to ``neg_ratio`` times
-the positives (9 for CIFAR-100 and ImageNet in the paper).
+(SPEC §3), its threshold maximizes F1 on the training images as the training loader gives them
+(augmented; :func:`coded_lib.analysis.metrics.best_f1_threshold` has the authors' grid), then
+precision and recall are measured on validation data against in-distribution negatives (the other
+classes) and against out-of-distribution negatives (another data set). With ``neg_ratio`` (9 for
+CIFAR-100 and ImageNet, see :data:`NEG_RATIO`) the negatives are subsampled to that many times the
+positives, for the threshold (averaged over 10 draws) and for the validation counts.
 """
 from __future__ import annotations
 
@@ -22,6 +24,16 @@ from .inference import _batches, collect, eval_mode
 from .metrics import best_f1_threshold, precision_recall
 
 GROUPS = ("ID positive", "ID negative", "OOD negative")
+
+# The authors' negatives per positive, by data set: CIFAR-100 (and ImageNet, by the paper) subsample
+# the negatives to 9x the positives; CIFAR-10 keeps all of them (already 9x with 10 classes) and
+# searches once, and so do the other 10-class sets here (Fashion-MNIST, digits).
+NEG_RATIO = {"cifar100": 9, "imagenet": 9}
+
+
+def neg_ratio_for(dataset: str) -> int | None:
+    """The ``neg_ratio`` the authors used for ``dataset`` (None: every negative, one search)."""
+    return NEG_RATIO.get(dataset)
 
 
 def _classes(model, classes):
@@ -82,12 +94,14 @@ def _curve(c, kind, pos, neg):
 
 
 def binary_metrics(train_scores, train_targets, val_scores, val_targets, ood_scores=None, classes=None,
-                   neg_ratio=None, seed: int = 0) -> BinaryReport:
+                   neg_ratio=None, seed: int = 0, draws: int = 10) -> BinaryReport:
     """Thresholds, precision and recall of binary classifiers from their scores.
 
     *_scores are [S, C] arrays whose column j scores class ``classes[j]`` (default: j), e.g. from
     :func:`binary_scores`; every OOD sample is a negative for every class. ``neg_ratio``: keep at
-    most ``neg_ratio`` times as many negatives as positives (random, ``seed``), None keeps all.
+    most ``neg_ratio`` times as many negatives as positives (random, ``seed``), and average the
+    threshold over ``draws`` searches; None keeps all negatives and searches once (see
+    :func:`neg_ratio_for`). train_f1 is the F1 at the threshold on the training scores.
     """
     train_scores, val_scores = np.asarray(train_scores), np.asarray(val_scores)
     train_targets, val_targets = np.asarray(train_targets), np.asarray(val_targets)
@@ -101,7 +115,8 @@ def binary_metrics(train_scores, train_targets, val_scores, val_targets, ood_sco
     rng = np.random.default_rng(seed)
     rows, curves, dists = [], [], []
     for j, c in enumerate(classes):
-        threshold, train_f1 = best_f1_threshold(train_scores[:, j], train_targets == c)
+        threshold, train_f1 = best_f1_threshold(train_scores[:, j], train_targets == c, neg_ratio, draws,
+                                                seed=int(rng.integers(2**31)))
         pos = val_scores[val_targets == c, j]
         n_max = None if neg_ratio is None else int(round(neg_ratio * len(pos)))
         neg_sets = {"ID": _subsample(val_scores[val_targets != c, j], n_max, rng)}
@@ -128,8 +143,9 @@ def binary_metrics(train_scores, train_targets, val_scores, val_targets, ood_sco
 def binary_classifiers(model, train_loader, val_loader, ood_loader=None, classes=None, neg_ratio=None,
                        device="cpu", seed: int = 0) -> BinaryReport:
     """F-binary / F-bindist for a model: :func:`binary_scores` on the three loaders, then
-    :func:`binary_metrics`. ``train_loader`` only sets the thresholds (the paper uses up to 50k
-    training samples); the OOD loader's labels are ignored."""
+    :func:`binary_metrics`. ``train_loader`` only sets the thresholds: the authors use the training
+    loader with its augmentation, up to 50k samples (one epoch on CIFAR); the OOD loader's labels
+    are ignored."""
     classes = _classes(model, classes)
     train_s, train_t = binary_scores(model, train_loader, classes, device)
     val_s, val_t = binary_scores(model, val_loader, classes, device)

@@ -30,6 +30,7 @@ SMOKE_PRESET = "smoke"
 DATA_NAMES = {"fashion_mnist": "Fashion-MNIST", "fashion_mnist_rot90": "Fashion-MNIST rotated 90°",
               "digits": "scikit-learn digits", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
               "imagenet": "ImageNet"}
+FIG_WIDTH = 9.0  # inches: the book's text width at 100 dpi (see _display_setup)
 DATA_SIZES = {"fashion_mnist": (60000, 10000), "fashion_mnist_rot90": (60000, 10000), "digits": (1438, 359),
               "cifar10": (50000, 10000), "cifar100": (50000, 10000), "imagenet": (1281167, 50000)}
 
@@ -162,6 +163,13 @@ def _display_setup():
     if ip is not None and "IPKernelApp" in ip.config:
         # the book needs the figures in the executed notebooks, whatever MPLBACKEND the shell exported
         ip.run_line_magic("matplotlib", "inline")
+    import matplotlib
+
+    # figures are drawn at most FIG_WIDTH inches wide at 100 dpi, about the book's text width in
+    # pixels, so that 10-11 pt text stays 10-11 pt on the page
+    matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 11, "axes.titlesize": 11,
+                                "axes.labelsize": 11, "legend.fontsize": 10, "xtick.labelsize": 10,
+                                "ytick.labelsize": 10, "axes.grid": True, "grid.alpha": 0.3})
     import pandas as pd
 
     pd.set_option("display.max_colwidth", None)
@@ -276,20 +284,23 @@ class Run(Folder):
     n_eval: int | None = field(default=None)
 
     def loaders(self, n_train=None, n_val=None, batch_size: int = 256):
-        """(train, validation) DataLoaders of the run's data without augmentation, in a fixed order.
+        """(train, validation) DataLoaders of the run's data in a fixed order: the training images with
+        the run's training augmentation (the authors choose the binary classifiers' thresholds on the
+        training loader as used for training), the validation images without.
 
         ``n_train`` / ``n_val``: class-balanced subsets of the run's own subsets (fixed seed);
-        None keeps them whole. ``data`` then names the number of validation images evaluated.
+        None keeps them whole. ``n_eval`` is then the number of validation images evaluated (``data``
+        keeps naming the run's own data, so that every chapter's rows name the same run).
         """
         from ..train import data
 
         cfg = self.config
-        train, val = data.get_datasets(cfg.dataset, cfg.train_subset, cfg.val_subset, cfg.seed, augment=False,
-                                       train_size=cfg.train_size, eval_size=cfg.eval_size,
-                                       data_dir=cfg.data_dir, download=cfg.download)
+        train, val = data.get_datasets(cfg.dataset, cfg.train_subset, cfg.val_subset, cfg.seed, augment=True,
+                                       randaugment=cfg.randaugment, random_erasing=cfg.random_erasing,
+                                       random_erasing_count=cfg.random_erasing_count, train_size=cfg.train_size,
+                                       eval_size=cfg.eval_size, data_dir=cfg.data_dir, download=cfg.download)
         train, val = _subset(train, n_train), _subset(val, n_val)
         self.n_eval = len(val)
-        self.data = describe_data(cfg, self.n_eval)
         return (data.make_loader(train, batch_size, train=False), data.make_loader(val, batch_size, train=False))
 
     def ood_loaders(self, n=None, batch_size: int = 256) -> dict:
@@ -313,12 +324,12 @@ def _subset(ds, n):
 
 
 def describe_data(cfg, n_eval=None) -> str:
-    """'Fashion-MNIST: 8000 training images, 2000 validation images evaluated' for a Config."""
+    """'Fashion-MNIST: 8000 training images, 2000 validation images' for a Config."""
     name = DATA_NAMES.get(cfg.dataset, cfg.dataset)
     full_train, full_val = DATA_SIZES.get(cfg.dataset, (None, None))
     n_train = cfg.train_subset or full_train
     n_val = n_eval or cfg.val_subset or full_val
-    return f"{name}: {n_train} training images, {n_val} validation images evaluated"
+    return f"{name}: {n_train} training images, {n_val} validation images"
 
 
 def describe_scale(cfg, model=None) -> str:
