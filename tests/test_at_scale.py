@@ -2,6 +2,7 @@
 import gzip
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import papermill
@@ -39,14 +40,17 @@ def test_edition_end_to_end_writes_manifest_and_only_small_files(tmp_path, monke
 
     # the notebooks found the runs the training stages made (seed 0 of the coded preset in runs/smoke)
     assert (runs / "smoke" / "checkpoint.pt").exists()
-    assert (out / "runs" / "smoke" / "metrics.csv").read_bytes() == (runs / "smoke" / "metrics.csv").read_bytes()
-    assert (out / "runs" / "smoke" / "tables" / "early_decoders.csv").exists()  # written by the notebook
-    assert (out / "runs" / "smoke" / "results.csv").exists()
+    assert (out / "run_files" / "smoke" / "metrics.csv").read_bytes() == (runs / "smoke" / "metrics.csv").read_bytes()
+    assert (out / "run_files" / "smoke" / "tables" / "early_decoders.csv").exists()  # written by the notebook
+    assert (out / "run_files" / "smoke" / "results.csv").exists()
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     allowed = re.compile(r"(index\.md|manifest\.json|early\.ipynb|"
-                         r"runs/[^/]+/(config\.json|metrics\.csv|results\.csv|tables/[^/]+\.csv))")
+                         r"run_files/[^/]+/(config\.json|metrics\.csv|results\.csv|tables/[^/]+\.csv))")
     assert [f for f in files if not allowed.fullmatch(f)] == []
     assert all((out / f).stat().st_size < 1_000_000 for f in files)
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *(f"book/at_scale/{f}" for f in files)],
+                             cwd=REPO, capture_output=True, text=True).stdout
+    assert ignored == ""  # under book/at_scale/, git would commit every one of them
     executed = json.loads((out / "early.ipynb").read_text())
     assert any(o.get("output_type") == "display_data" for c in executed["cells"] for o in c.get("outputs", []))
     page = (out / "index.md").read_text()
@@ -139,3 +143,27 @@ def test_book_part_says_not_run_without_a_manifest(tmp_path):
     else:
         assert "has not been run yet" not in committed
     assert "has not been run yet" in at_scale.write_page(tmp_path).read_text()
+
+
+def test_dashboard_at_scale_column(tmp_path):
+    from coded_lib.companion import paper, report
+
+    def claims_table(text):
+        return text.split("## The paper's claims")[1].split("## ")[0]
+
+    without = claims_table(report.comparison_markdown([], at_scale=None))
+    assert "  - at scale" in without
+    assert without.count("  - not run yet\n") == len(paper.claims())  # one row per claim, none run
+
+    edition = tmp_path / "at_scale"
+    assert report.at_scale_results(edition) is None
+    report.record(edition / "run_files" / "r29", "T-acc", paper.GAIN, "+0.50 ± 0.10 (SE, 3 seeds each)",
+                  "Fashion-MNIST", "coded_resnext29_cifar10", verdict=paper.HOLDS, seeds=3)
+    assert report.at_scale_results(edition) is None  # results without a manifest: not an edition yet
+    (edition / "manifest.json").write_text("{}")
+    rows = report.at_scale_results(edition)
+    assert [r["ours"] for r in rows] == ["+0.50 ± 0.10 (SE, 3 seeds each)"]
+    table = claims_table(report.comparison_markdown([], at_scale=rows))
+    assert "  - +0.50 ± 0.10 (SE, 3 seeds each) {bdg-success}`holds`\n" in table
+    assert "not run yet" not in table
+    assert table.count("{bdg-secondary}`not run here`") == 2 * len(paper.claims()) - 1  # ours and at scale

@@ -45,6 +45,7 @@ STAGE_LIMIT_S = 8 * 60
 # Files of a run folder that the edition keeps (small text files); checkpoints and figures stay behind
 # (the figures are in the executed notebooks).
 KEPT = ("config.json", "metrics.csv", "results.csv", "tables/*.csv")
+RUN_FILES = "run_files"  # <out>/run_files/<run>/...: not "runs", which .gitignore keeps out of git
 MAX_KEPT_BYTES = 1_000_000
 # Installed on the GPU host from the prepared folder; the host brings torch, torchvision, timm, pandas,
 # scikit-learn and matplotlib itself. seaborn comes without its dependencies (numpy, pandas, matplotlib).
@@ -341,10 +342,10 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
     out, runs_dir = Path(out), Path(runs_dir)
     for stem in (s for group in plan.analysis for s in group):
         shutil.copyfile(runs_dir / "executed" / f"{stem}.ipynb", out / f"{stem}.ipynb")
-    shutil.rmtree(out / "runs", ignore_errors=True)
+    shutil.rmtree(out / RUN_FILES, ignore_errors=True)
     for rel in small_files(runs_dir):
-        (out / "runs" / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(runs_dir / rel, out / "runs" / rel)
+        (out / RUN_FILES / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(runs_dir / rel, out / RUN_FILES / rel)
     manifest = {
         "preset": plan.preset, "source_commit": source_commit(), "device": device_name(),
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
