@@ -1,12 +1,14 @@
 """The built book, opened page by page in headless Chromium (selenium).
 
-Uses ``$CODED_BOOK_HTML`` if set, else ``book/_build/html`` when `make reproduce` built it; otherwise builds a small
-book in a temporary folder: the book's sources, the source notebooks unexecuted
-(or the executed copies that exist), and a comparison page from whatever is in
-``runs/``. Checks: every page loads, every local image decodes (naturalWidth > 0),
-every local link and anchor resolves, every Colab link opens a notebook that is in
-the repository, and the comparison page has its table with every id of SPEC §2
-(a screenshot of it is saved beside the HTML folder).
+Uses ``$CODED_BOOK_HTML`` if set, else ``book/_build/html`` when `make reproduce` built it; otherwise
+builds the book as a fresh clone would (``jupyter-book build book/``) in a temporary folder: the
+book's sources with the committed executed notebooks (source notebooks unexecuted stand in for
+missing ones) and the committed dashboard. Checks, in Chromium at 1400 px with every external
+host blocked: every page loads, is at most 25,000 px tall, shows no raw TeX (MathJax is served
+locally) and no progress-bar text; every image decodes (naturalWidth > 0); every local link and
+anchor resolves; every Colab link opens a notebook that is in the repository; the dashboard has a
+claim row for every id of SPEC §2 with one of the four verdicts (a screenshot of it is saved
+beside the HTML folder).
 """
 import functools
 import http.server
@@ -44,12 +46,13 @@ def html_dir(tmp_path_factory):
         return Path(os.environ["CODED_BOOK_HTML"])
     if (BUILT / "index.html").exists():
         return BUILT
-    book = tmp_path_factory.mktemp("small") / "book"
+    book = tmp_path_factory.mktemp("fresh") / "book"
     shutil.copytree(BOOK, book, ignore=shutil.ignore_patterns("_build"))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # notebooks not written yet are expected here
+        warnings.simplefilter("ignore")  # an edition not committed yet: unexecuted chapters stand in
         reproduce.stage_unexecuted(book)
-    report.write_comparison(None, book / "comparison.md")
+    if not (book / "comparison.md").exists():
+        report.write_from_results(book / "results.csv", book / "comparison.md")
     reproduce.build_book(book, quiet=True)
     return book / "_build" / "html"
 
@@ -67,6 +70,13 @@ def test_toc_lists_the_notebooks_of_reproduce_in_order():
     stems = [f.split("/", 1)[1] for f in files if f.startswith("notebooks/")]
     assert stems == reproduce.NOTEBOOKS
     assert "comparison" in files
+
+
+def test_toc_lists_the_differences_page():
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert "differences" in files and (BOOK / "differences.md").is_file()
+    assert "Differences from the authors' code" in (BOOK / "differences.md").read_text()
 
 
 def test_config_renders_only_and_launches_source_notebooks():
@@ -177,11 +187,23 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+MAX_HEIGHT = 25_000
+RAW_TEX = ("\\(", "\\)", "\\[", "$$", "\\mathbb", "\\frac", "\\sum", "\\mathrm")
+PROGRESS = re.compile(r"it/s\]|s/it\]|\d+%\|[█▏▎▍▌▋▊▉ ]*\|")
+
+
 def _open(driver, url):
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
     WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    # MathJax typesets after the load event: wait for it where the page loads it
+    if driver.execute_script("return !!document.querySelector('script[src*=\"mathjax\"]')"):
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+            "return !!(window.MathJax && MathJax.startup && MathJax.startup.promise)"))
+        driver.set_script_timeout(30)
+        driver.execute_async_script("const done = arguments[arguments.length - 1]; "
+                                    "MathJax.startup.promise.then(() => done(true), () => done(false));")
     # images below the fold may be lazy: load them all, then wait until each has settled
     driver.execute_script("for (const i of document.images) i.loading = 'eager';")
     WebDriverWait(driver, 30).until(
@@ -219,6 +241,15 @@ def test_every_page_loads_with_its_images_and_links(html_dir, server, browser):
                 problems.append(f"{rel}: broken link {href}")
             elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in _ids(target):
                 problems.append(f"{rel}: link {href} names a missing anchor")
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        if height > MAX_HEIGHT:
+            problems.append(f"{rel}: {height} px tall at 1400 px (at most {MAX_HEIGHT})")
+        text = browser.execute_script("return document.body.innerText")
+        for raw in RAW_TEX:
+            if raw in text:
+                problems.append(f"{rel}: raw TeX {raw!r} on the page (MathJax did not render it)")
+        if PROGRESS.search(text):
+            problems.append(f"{rel}: progress-bar text {PROGRESS.search(text).group()!r}")
         # Only failed local loads count: the theme's own scripts log a harmless redeclaration
         # (sphinx-thebe's config snippet is included twice) and external hosts are blocked here.
         errors = [e["message"] for e in browser.get_log("browser")
@@ -229,21 +260,54 @@ def test_every_page_loads_with_its_images_and_links(html_dir, server, browser):
     assert not problems, "\n".join(problems)
 
 
-def test_comparison_page_has_the_table_with_every_id(html_dir, server, browser):
+def test_mathjax_is_served_locally(html_dir):
+    assert (html_dir / "_static" / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000
+    for page in _pages(html_dir):
+        text = page.read_text(encoding="utf-8")
+        assert "cdn.jsdelivr.net/npm/mathjax" not in text, page.name
+        assert "colab.research.google.com/assets/colab-badge.svg" not in text, page.name  # the badge is local
+
+
+def test_dashboard_has_a_claim_row_for_every_id_with_a_verdict(html_dir, server, browser):
     from selenium.webdriver.common.by import By
 
     _open(browser, server + "comparison.html")
     tables = browser.find_elements(By.CSS_SELECTOR, "table.comparison-table")
-    assert len(tables) == 2, "expected the numbers table and the claims table"
-    numbers = tables[0]
-    header = [th.text.strip() for th in numbers.find_elements(By.CSS_SELECTOR, "thead th")]
-    assert header == ["id", "quantity", "paper (data; scale)", "ours", "our data & scale", "verdict"]
-    first_cells = {td.text.strip() for td in numbers.find_elements(By.CSS_SELECTOR, "tbody tr td:first-child")}
-    assert set(paper.IDS) <= first_cells
-    assert numbers.is_displayed() and numbers.size["height"] > 200
+    assert len(tables) >= 3, "expected the runs table, the claims table and the numbers table"
+    runs, claims = tables[0], browser.find_element(By.CSS_SELECTOR, "section#the-paper-s-claims table.claims-table")
+    header = [th.text.strip() for th in runs.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert header[:4] == ["run", "data", "model and scale", "seeds"]
+    header = [th.text.strip() for th in claims.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert header[:5] == ["id", "claim", "paper", "ours", "verdict"] and {"rule", "run"} <= set(header)
+    rows = claims.find_elements(By.CSS_SELECTOR, "tbody tr")
+    ids = {r.find_element(By.CSS_SELECTOR, "td:first-child").text.strip() for r in rows}
+    assert set(paper.IDS) <= ids
+    verdicts = [r.find_element(By.CSS_SELECTOR, "td:nth-child(5)").text.strip() for r in rows]
+    assert verdicts and set(verdicts) <= set(paper.VERDICTS), set(verdicts) - set(paper.VERDICTS)
+    # colour as well as text: each verdict is a badge
+    assert len(claims.find_elements(By.CSS_SELECTOR, "td:nth-child(5) .sd-badge")) == len(rows)
+    # the rule is written beside the first row of every claim
+    rule = header.index("rule") + 1
+    firsts = [r for r in rows if r.find_element(By.CSS_SELECTOR, "td:first-child").text.strip()]
+    assert all(r.find_element(By.CSS_SELECTOR, f"td:nth-child({rule})").text.strip() for r in firsts)
 
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1400, min(max(height, 1000), 12000))
     shot = html_dir.parent / "comparison.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     browser.set_window_size(1400, 1000)
+
+
+def test_every_chapter_shows_its_provenance(html_dir):
+    for stem in reproduce.NOTEBOOKS:
+        page = (html_dir / "notebooks" / f"{stem}.html")
+        if page.exists() and "coded_lib" in _edition_metadata(stem):
+            text = page.read_text(encoding="utf-8")
+            assert "Where these outputs come from" in text and "source commit" in text, stem
+
+
+def _edition_metadata(stem):
+    import nbformat
+
+    path = BOOK / "notebooks" / f"{stem}.ipynb"
+    return nbformat.read(path, as_version=4).metadata if path.exists() else {}

@@ -386,19 +386,26 @@ def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
     for g in groups(results):
         for r in g["ours"]:
             chapter_of.setdefault(_run_key(r), []).append(NOTEBOOK_OF[g["id"]])
+    # where and from what every chapter ran: said once when all chapters share it, else per run
+    def where_from(p):
+        return f"{p.get('device', '?')}, torch {p.get('torch', '?')}, source commit `{p.get('commit', '?')}`"
+
+    origins = list(dict.fromkeys(where_from(p) for p in provenance.values()))
+    per_run = len(origins) > 1
+    if len(origins) == 1:
+        md += [f"Every chapter ran on {origins[0]}" + (f" ({dates[0]} to {dates[-1]})." if dates else "."), ""]
     rows = []
     for key, name in names.items():
         data, scale, seeds = key
         stems = list(dict.fromkeys(chapter_of[key]))
-        provs = [provenance[s] for s in stems if s in provenance]
-        device = "; ".join(dict.fromkeys(p.get("device", "") for p in provs)) or "—"
-        commit = "; ".join(dict.fromkeys(p.get("commit", "") for p in provs)) or "—"
         where = ", ".join((f"[{s}](notebooks/{s}.ipynb)" if s in chapters else s)
                           + (f" ({_minutes(provenance[s].get('seconds'))})" if s in provenance else "")
                           for s in stems)
-        rows.append([name, _md(data), _md(scale), seeds or "—", _md(device), _md(commit), where])
-    md.append(_list_table(["run", "data", "model and scale", "seeds", "device", "source commit",
-                           "chapter (its wall time)"], rows, widths=[4, 20, 30, 5, 12, 12, 17]))
+        origin = "; ".join(dict.fromkeys(where_from(provenance[s]) for s in stems if s in provenance)) or "—"
+        rows.append([name, _md(data), _md(scale), seeds or "—"] + ([origin] if per_run else []) + [where])
+    md.append(_list_table(["run", "data", "model and scale", "seeds"] + (["device, torch, commit"] if per_run else [])
+                          + ["chapter (its wall time)"], rows,
+                          widths=[4, 22, 36, 5] + ([18] if per_run else []) + [15]))
     md += ["", "## The paper's claims", ""]
     rows, last = [], None
     for c in claims:

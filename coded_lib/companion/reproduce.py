@@ -3,13 +3,18 @@
     python -m coded_lib.companion.reproduce --preset fashion_mnist
 
 1. Each notebook of ``NOTEBOOKS`` (``notebooks/<stem>.ipynb``) runs through
-   papermill with ``preset`` as parameter, from the repository root; the
-   executed copy goes to ``book/notebooks/<stem>.ipynb``, where the book reads
-   it (the book never executes anything itself). A notebook not written yet is
-   skipped with a warning. Training is not repeated: the notebooks reuse
-   finished runs under ``runs/`` (``coded_lib.train.ensure_run``).
-2. ``coded_lib.companion.report`` gathers ``runs/**/results.csv`` into ``book/comparison.md``.
+   papermill with ``preset`` as parameter, from the repository root (the terminal shows
+   papermill's progress per cell); the executed copy goes to ``book/notebooks/<stem>.ipynb``,
+   where the book reads it (the book never executes anything itself), with its provenance
+   (``coded_lib.companion.edition.finish``). A notebook not written yet is skipped with a
+   warning. Training is not repeated: the notebooks reuse finished runs under ``runs/``
+   (``coded_lib.train.ensure_run``).
+2. ``coded_lib.companion.report`` gathers ``runs/**/results.csv`` into ``book/results.csv``
+   and writes the claims dashboard ``book/comparison.md`` from it.
 3. ``jupyter-book build book/`` renders the book to ``book/_build/html``.
+
+``book/notebooks/``, ``book/results.csv`` and ``book/comparison.md`` are the default edition,
+committed, so that ``jupyter-book build book/`` on a fresh clone builds the whole book.
 
 A notebook that fails is kept (with its error) in the book, the other steps
 still run, and the command exits with status 1 naming it.
@@ -23,7 +28,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import report
+from . import edition, report
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "notebooks"
@@ -59,10 +64,12 @@ def available(stems=None, source=SOURCE):
     return found
 
 
-def execute(path, out_dir, preset, parameters=None, log_output=False):
+def execute(path, out_dir, preset, parameters=None, log_output=False, provenance=None):
     """Run one notebook with papermill into ``out_dir``; returns (ok, seconds).
 
-    ``log_output`` also streams the cells' output (e.g. training epochs) to the terminal.
+    ``log_output`` also streams the cells' output (e.g. training epochs) to the terminal;
+    ``provenance`` (``edition.provenance(preset)``), when given, is written into the executed copy
+    with the time it took (``edition.finish``).
     """
     import papermill
 
@@ -81,7 +88,10 @@ def execute(path, out_dir, preset, parameters=None, log_output=False):
     except Exception as e:  # a dead kernel or a timeout: keep going with the other notebooks
         print(f"  {path.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
         ok = False
-    return ok, time.time() - start
+    seconds = time.time() - start
+    if provenance is not None and (out_dir / path.name).exists():
+        edition.finish(out_dir / path.name, {**provenance, "seconds": round(seconds, 1)})
+    return ok, seconds
 
 
 def stage_unexecuted(book=BOOK, source=SOURCE):
@@ -130,16 +140,23 @@ def main(argv=None):
         stage_unexecuted()
     else:
         paths = available(args.only)
+        prov = edition.provenance(args.preset)
         for i, path in enumerate(paths, 1):
             print(f"[{i}/{len(paths)}] {path.relative_to(REPO)} (preset {args.preset})", flush=True)
-            ok, seconds = execute(path, BOOK / "notebooks", args.preset, log_output=args.log_output)
+            ok, seconds = execute(path, BOOK / "notebooks", args.preset, log_output=args.log_output,
+                                  provenance=prov)
             print(f"[{i}/{len(paths)}] {path.stem}: {'done' if ok else 'FAILED'} in {seconds:.0f} s "
                   f"({time.time() - start:.0f} s so far)", flush=True)
             if not ok:
                 failed.append(path.stem)
 
-    page = report.write_comparison(None, BOOK / "comparison.md")
+    if args.no_execute:  # nothing ran: the committed results stay as they are
+        page = report.write_from_results(BOOK / report.RESULTS_CSV, BOOK / "comparison.md")
+    else:
+        page = report.write_comparison(None, BOOK / "comparison.md")
     print(f"wrote {page.relative_to(REPO)}", flush=True)
+    for line in edition.stale():
+        print(f"warning: {line}", file=sys.stderr)
 
     if not args.no_build:
         index = build_book(BOOK)

@@ -1,0 +1,227 @@
+"""The book's edition: the executed notebooks committed in ``book/notebooks/``, their provenance,
+and the one place that names the repository.
+
+``jupyter-book build book/`` only renders, so a fresh clone builds the whole book from what is
+committed: ``book/notebooks/<stem>.ipynb`` (each notebook of ``notebooks/`` executed by
+``make reproduce``), ``book/results.csv`` (the results rows of those runs) and
+``book/comparison.md`` (the claims dashboard written from them). ``make reproduce`` regenerates
+all three; it is run before committing a change that moves the default edition's results.
+
+Every executed copy carries its provenance in ``metadata["coded_lib"]`` (source commit, date,
+device, torch version, preset, wall time) and shows it in a generated cell under the chapter's
+title, with the chapter's "Open in Colab" badge served from the book's own files.
+``stale()`` lists the chapters whose code no longer matches their source notebook.
+
+``REPOSITORY`` is the only place that names the repository: ``book/_config.yml`` (launch and
+repository buttons), the badge in each source notebook and its install cell must agree with it;
+``python -m coded_lib.companion.edition --write`` rewrites the notebooks' badges and install
+cells from it, and ``tests/test_edition.py`` fails on any disagreement.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = REPO / "notebooks"
+BOOK = REPO / "book"
+EDITION = BOOK / "notebooks"
+
+# A placeholder until the project is published: change it here, run
+# `python -m coded_lib.companion.edition --write` and set book/_config.yml's repository.url.
+REPOSITORY = "https://github.com/coded-resnext/coded-resnext-companion"
+BRANCH = "main"
+
+COLAB = "https://colab.research.google.com/github/"
+ONLINE_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"  # on GitHub and in Colab
+BOOK_BADGE = "../_static/colab-badge.svg"  # in the book, relative to book/notebooks/: works offline
+BADGE_LINE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)\n?\n?", re.MULTILINE)
+
+INSTALL_TAG = "install"          # the Colab install cell of a source notebook
+PROVENANCE_TAG = "provenance"    # the generated cell of an executed copy
+INJECTED_TAG = "injected-parameters"  # papermill's copy of the parameters
+META = "coded_lib"
+
+
+def colab_url(stem: str) -> str:
+    """Colab's link that opens the source notebook ``notebooks/<stem>.ipynb`` of REPOSITORY."""
+    org_repo = urlsplit(REPOSITORY).path.strip("/")
+    return f"{COLAB}{org_repo}/blob/{BRANCH}/notebooks/{stem}.ipynb"
+
+
+def badge(stem: str, image: str = ONLINE_BADGE) -> str:
+    return f"[![Open In Colab]({image})]({colab_url(stem)})"
+
+
+def install_source() -> str:
+    """The install cell of every source notebook (it does nothing outside Colab)."""
+    return f'''# On Colab only: install coded_lib from its repository, and torch_xla on a TPU runtime.
+# (If pip replaced an already imported torch, restart the runtime and run the notebook again.)
+import glob, os, subprocess, sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+{REPOSITORY}"], check=True)
+    if os.environ.get("COLAB_TPU_ADDR") or glob.glob("/dev/accel*"):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "torch==2.9.0", "torch_xla[tpu]==2.9.0",
+                        "-f", "https://storage.googleapis.com/libtpu-releases/index.html"], check=True)'''
+
+
+def _tags(cell) -> list:
+    return cell.metadata.get("tags", [])
+
+
+def _install_cells(nb) -> list:
+    return [c for c in nb.cells if INSTALL_TAG in _tags(c)]
+
+
+def sync_sources(source=SOURCE, write: bool = False) -> list[str]:
+    """Problems of the source notebooks' badges and install cells against REPOSITORY.
+
+    Each notebook's first cell must hold ``badge(stem)`` and exactly one cell tagged ``install``
+    must hold ``install_source()``. With ``write`` the badge lines and install cells are rewritten
+    (a notebook without a badge line or install cell is reported, not repaired).
+    """
+    import nbformat
+
+    problems = []
+    for path in sorted(Path(source).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        before = copy.deepcopy(nb)
+        title = nb.cells[0]
+        lines = BADGE_LINE.findall(title.source)
+        if len(lines) != 1:
+            problems.append(f"{path.name}: {len(lines)} Colab badge lines in the first cell, expected 1")
+        elif lines[0].strip() != badge(path.stem):
+            problems.append(f"{path.name}: Colab badge {lines[0].strip()} is not {badge(path.stem)}")
+            title.source = BADGE_LINE.sub(badge(path.stem) + "\n\n", title.source, count=1)
+        installs = _install_cells(nb)
+        if len(installs) != 1:
+            problems.append(f"{path.name}: {len(installs)} cells tagged {INSTALL_TAG!r}, expected 1")
+        elif installs[0].source != install_source():
+            problems.append(f"{path.name}: the install cell does not install {REPOSITORY}")
+            installs[0].source = install_source()
+        if write and nb != before:
+            nbformat.write(nb, path)
+    return problems
+
+
+# --- provenance ----------------------------------------------------------------------------------
+
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def source_commit() -> str:
+    """The commit the notebooks run from; '+ changes' when coded_lib/ or notebooks/ differ from it."""
+    commit = _git("rev-parse", "--short=10", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout)"
+    dirty = _git("status", "--porcelain", "--", "coded_lib", "notebooks")
+    return commit + (" + uncommitted changes" if dirty else "")
+
+
+def device_name() -> str:
+    """What the notebooks' runs train on with device "auto": the GPU's name, else the CPU's cores."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"CPU: {cores} cores ({platform.machine()})"
+
+
+def provenance(preset: str) -> dict:
+    import torch
+
+    return {"commit": source_commit(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "device": device_name(), "torch": torch.__version__, "preset": preset}
+
+
+def provenance_markdown(stem: str, prov: dict) -> str:
+    seconds = prov.get("seconds")
+    took = f", in {seconds / 60:.1f} min" if seconds is not None else ""
+    return (f"{badge(stem, BOOK_BADGE)}\n\n"
+            f"```{{admonition}} Where these outputs come from\n:class: note provenance\n"
+            f"Executed with the preset `{prov['preset']}` on {prov['date']}{took}: {prov['device']}, "
+            f"torch {prov['torch']}, source commit `{prov['commit']}`. If `coded_lib` has changed since, "
+            f"`make reproduce` executes the chapter again.\n```")
+
+
+def finish(path, prov: dict) -> None:
+    """Turn papermill's output ``path`` into a chapter of the edition.
+
+    Stores ``prov`` in the metadata, hides papermill's injected parameters, moves the Colab badge
+    out of the title cell into a provenance cell under it, served from the book's own files.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if PROVENANCE_TAG not in _tags(c)]
+    for cell in nb.cells:
+        if INJECTED_TAG in _tags(cell) and "remove-cell" not in _tags(cell):
+            cell.metadata["tags"] = _tags(cell) + ["remove-cell"]
+    nb.cells[0].source = BADGE_LINE.sub("", nb.cells[0].source, count=1)
+    cell = nbformat.v4.new_markdown_cell(provenance_markdown(Path(path).stem, prov))
+    cell.metadata["tags"] = [PROVENANCE_TAG]
+    nb.cells.insert(1, cell)
+    nb.metadata[META] = dict(prov)
+    nbformat.write(nb, path)
+
+
+def read_provenance(stem: str, edition=EDITION) -> dict:
+    """The provenance of the executed chapter ``stem`` ({} if it is missing or has none)."""
+    import nbformat
+
+    path = Path(edition) / f"{stem}.ipynb"
+    if not path.exists():
+        return {}
+    return dict(nbformat.read(path, as_version=4).metadata.get(META, {}))
+
+
+def _code(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "code" and INJECTED_TAG not in _tags(c)]
+
+
+def stale(edition=EDITION, source=SOURCE) -> list[str]:
+    """Chapters of the edition that are missing, or whose code cells differ from their source notebook."""
+    import nbformat
+
+    out = []
+    for path in sorted(Path(source).glob("*.ipynb")):
+        executed = Path(edition) / path.name
+        if not executed.exists():
+            out.append(f"{path.stem}: not executed ({executed} is missing)")
+            continue
+        a, b = _code(nbformat.read(path, as_version=4)), _code(nbformat.read(executed, as_version=4))
+        if a != b:
+            changed = next(i for i, (x, y) in enumerate(zip(a + [None] * len(b), b + [None] * len(a))) if x != y)
+            out.append(f"{path.stem}: code cell {changed + 1} differs from notebooks/{path.name} "
+                       f"(executed from {read_provenance(path.stem, edition).get('commit', '?')})")
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m coded_lib.companion.edition",
+                                 description="Check the notebooks' Colab badges and install cells against "
+                                             "REPOSITORY, and the executed edition against its sources.")
+    ap.add_argument("--write", action="store_true", help="rewrite the badges and install cells from REPOSITORY")
+    args = ap.parse_args(argv)
+    problems = sync_sources(write=args.write)
+    for p in problems + stale():
+        print(p)
+    if args.write and problems:
+        print("rewritten from", REPOSITORY)
+
+
+if __name__ == "__main__":
+    main()
