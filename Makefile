@@ -50,5 +50,6 @@ book: setup
 bench: setup
 	$(PY) benchmarks/run.py
 
+# book/notebooks, book/results.csv and book/comparison.md are the committed edition: not removed
 clean:
-	rm -rf book/_build book/notebooks book/comparison.md runs
+	rm -rf book/_build runs
