@@ -82,6 +82,42 @@ def test_removal_curve_against_explicit_masks(mini):
     assert table[table.kind == "active"].accuracy.iloc[-1] < 1.0  # the active subNNs matter here
 
 
+def test_removal_curve_removes_k_subnns_at_every_k(mini):
+    """Every point k of the curve: the masks the model received remove exactly k subNNs of each
+    sample's pool, and the row's accuracy and std are those of these masks, recomputed here."""
+    model, x, y = mini
+    block, repeats, batch = 3, 2, 10
+    b = model.coded_blocks[block]
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, args, kw: calls.append((args[0], kw.get("subnn_mask"))),
+                                           with_kwargs=True)
+    try:
+        table = removal_curve(model, loader(x, y, batch), block, repeats=repeats)
+    finally:
+        hook.remove()
+    n_batches = -(-len(y) // batch)
+    assert all(mask is None for _, mask in calls[:n_batches])  # k = 0
+    i = n_batches
+    for kind, k_max in (("active", b.n_act), ("inactive", b.n - b.n_act)):
+        for k in range(1, k_max + 1):
+            accs = []
+            for _ in range(repeats):
+                correct = 0
+                for j in range(n_batches):
+                    xb, mask = calls[i]
+                    i += 1
+                    yb = y[j * batch:(j + 1) * batch]
+                    words = torch.tensor(b.scheme.table, dtype=torch.float32)[yb]
+                    removed = 1 - mask[block]
+                    assert (removed.sum(1) == k).all() and (removed <= (words if kind == "active" else 1 - words)).all()
+                    with torch.no_grad():
+                        correct += int((model(xb, subnn_mask=mask).logits.argmax(1) == yb).sum())
+                accs.append(correct / len(y))
+            row = table[(table.kind == kind) & (table.k == k)].iloc[0]
+            assert row.accuracy == pytest.approx(np.mean(accs)) and row["std"] == pytest.approx(np.std(accs, ddof=1))
+    assert i == len(calls)
+
+
 def test_removal_curves_all_blocks_and_bad_block(mini):
     model, x, y = mini
     table = analysis.removal_curves(model, loader(x[:8], y[:8]), blocks=[0, 2], repeats=1, kinds=("inactive",))

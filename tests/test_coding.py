@@ -191,12 +191,16 @@ def test_scheme_for_is_balanced_like_the_paper(K, N, n_act):
     sums = naive_column_sums(scheme)
     assert max(sums) - min(sums) <= 2 and min(sums) >= 1
     h = naive_min_distance(ints)
-    # and it is the largest such H_min: Algorithm 1 at h + 2 gives no balanced scheme
-    try:
+    # and it is the largest such H_min: at h + 2 the naive Algorithm 1 keeps fewer than K words (then
+    # generate must refuse), or generate's scheme is unbalanced
+    if h + 2 > 2 * min(n_act, N - n_act):
+        return  # no two words of this weight are farther apart
+    if len(brute_force_greedy(N, n_act, h + 2)) < K:
+        with pytest.raises(ValueError, match="fewer than K"):
+            generate(K, N, n_act, h + 2)
+    else:
         higher = naive_column_sums(generate(K, N, n_act, h + 2))
         assert max(higher) - min(higher) > 2 or min(higher) == 0
-    except ValueError:
-        pass
 
 
 # ----------------------------------------------------------------------------- BCH

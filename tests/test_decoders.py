@@ -35,7 +35,8 @@ def test_early_decoder_on_hand_made_energies():
     dists = [math.dist(v_norm.tolist(), w.tolist()) for w in words]
     assert early_decode(e, scheme).item() == min(range(10), key=dists.__getitem__) == 5
     scores = early_scores(e, scheme)
-    assert scores.sum().item() == pytest.approx(1.0)
+    by_hand = [math.exp(-d) for d in dists]  # softmax of minus the distances, written out
+    assert scores[0].tolist() == pytest.approx([s / sum(by_hand) for s in by_hand], rel=1e-5)
     assert scores.argmax().item() == 5
     with pytest.raises(ValueError, match="N=10"):
         early_decode(torch.ones(2, 8), scheme)
@@ -61,6 +62,26 @@ def test_removal_mask_removes_k_of_the_right_set():
         removal_mask(model, y, block=4, k=1)
     with pytest.raises(ValueError, match="plain"):
         removal_mask(resnext_mini(), y, block=0, k=1)
+
+
+def test_removal_mask_draws_uniformly_from_the_pool():
+    """Each subNN of the pool is removed with probability k / |pool| (not always the first ones)."""
+    model = coded_resnext_mini()
+    b = model.coded_blocks[3]  # 3/10
+    y = torch.full((3000,), 4)
+    words = torch.tensor(b.scheme.table[4], dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    for kind, k, pool in (("active", 1, words), ("inactive", 2, ~words)):
+        removed = 1 - removal_mask(model, y, block=3, k=k, kind=kind, generator=g)[3]
+        freq = removed.mean(0)
+        expected = k / int(pool.sum())
+        # 3000 draws: the binomial standard deviation of a frequency is below 0.01
+        assert torch.allclose(freq[pool], torch.full((int(pool.sum()),), expected), atol=0.04), (kind, freq)
+        assert (freq[~pool] == 0).all()
+    # another generator state, other masks
+    a = removal_mask(model, y[:50], 3, 2, "inactive", torch.Generator().manual_seed(1))[3]
+    c = removal_mask(model, y[:50], 3, 2, "inactive", torch.Generator().manual_seed(2))[3]
+    assert not torch.equal(a, c)
 
 
 def test_removal_zeroes_the_chosen_paths_in_the_forward():
