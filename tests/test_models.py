@@ -213,6 +213,32 @@ def test_parameters_per_stage_match_table1(builder, stages, total):
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(total, abs=0.1)
 
 
+def block_parameters(c_in, c_out, d, n, projection):
+    """Parameters of one ResNeXt block from Table 1's widths, term by term (SPEC §1.1)."""
+    hidden = n * d
+    count = c_in * hidden + 2 * hidden  # 1x1 conv C_in -> N·d, BN
+    count += hidden * d * 9 + 2 * hidden  # grouped 3x3 conv (N groups of d -> d), BN
+    count += hidden * c_out + 2 * c_out  # 1x1 conv N·d -> C_out, BN
+    return count + (c_in * c_out + 2 * c_out if projection else 0)  # 1x1 conv + BN on the skip
+
+
+@pytest.mark.parametrize("builder, stem, stages", [
+    # Table 1: (name, C_out, d, N, depth); CIFAR stem 64, ImageNet stem 64
+    (coded_resnext29_cifar10, 64, [("c2", 256, 11, 10, 3), ("c3", 512, 22, 10, 3), ("c4", 1024, 44, 10, 3)]),
+    (coded_resnext29_cifar100, 64, [("c2", 256, 6, 20, 3), ("c3", 512, 12, 20, 3), ("c4", 1024, 24, 20, 3)]),
+    (coded_resnext50_imagenet, 64, [("c2", 256, 4, 32, 3), ("c3", 512, 8, 32, 4), ("c4", 1024, 16, 32, 6),
+                                    ("c5", 2048, 32, 32, 3)]),
+])
+def test_parameters_per_stage_exactly_from_table1_widths(builder, stem, stages):
+    counts = stage_parameters(builder())
+    c_in = stem
+    for name, c_out, d, n, depth in stages:
+        # every stage's first block changes the width (or the stride): a projection on its skip
+        expected = block_parameters(c_in, c_out, d, n, True) + (depth - 1) * block_parameters(c_out, c_out, d, n, False)
+        assert counts[name] == expected, name
+        c_in = c_out
+
+
 def test_resnext50_equals_torchvision():
     ours = resnext50_imagenet().eval()
     ref = torchvision.models.resnext50_32x4d().eval()
