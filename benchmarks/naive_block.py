@@ -23,7 +23,7 @@ class NaiveCodedBlock(nn.Module):
     """A coded block with materialised paths, built from (and equal in output to) a coded_lib block.
 
     Same call as :class:`coded_lib.models.ResNeXtBlock`: ``forward(x, keep, drop, targets)`` returns
-    ``(output, normalized energies [B, N])``; ``keep`` zeroes subNNs before the normalization,
+    ``(output, normalized energies [B, N, 1, 1, 1])``; ``keep`` zeroes subNNs before the normalization,
     ``drop`` is the DropSubNN mask (already scaled by 1/(1-p)) applied after it.
     """
 
@@ -60,18 +60,18 @@ class NaiveCodedBlock(nn.Module):
         b, _, hh, ww = h.shape
         t = self.expand(h).reshape(b, self.n, self.c_out, hh, ww)  # the N x C_out tensor
         if keep is not None:
-            t = t * keep.to(t.dtype)[:, :, None, None, None]
+            t = t * keep.to(t.dtype).view(b, -1, 1, 1, 1)
         # E(t_n), Eq. 2, in float32 at least (under bf16 autocast too), as coded_lib does
         raw = t.to(torch.promote_types(t.dtype, torch.float32)).pow(2).mean(dim=(2, 3, 4))
         mean = (raw.sum(dim=1) / self.norm_paths).clamp_min(ENERGY_EPS)
         energies = raw / mean[:, None]  # Eq. 3
         t = t * mean.rsqrt().to(t.dtype)[:, None, None, None, None]
         if drop is not None:
-            t = t * drop.to(t.dtype)[:, :, None, None, None]
+            t = t * drop.to(t.dtype).view(b, -1, 1, 1, 1)
         out = self.bn3(t.sum(dim=1))
         if self.skip:
             out = out + identity
-        return F.relu(out), energies
+        return F.relu(out), energies.view(b, -1, 1, 1, 1)  # as coded_lib's blocks
 
 
 def naive_model(model: CodedResNeXt) -> CodedResNeXt:

@@ -27,9 +27,12 @@ def coding_loss(energies: torch.Tensor, codewords: torch.Tensor, ratio: float, e
     check_exponent(exponent)
     if energies.shape != codewords.shape:
         raise ValueError(f"energies {tuple(energies.shape)} and codewords {tuple(codewords.shape)} must have the same shape [B, N]")
-    if not 0.0 < ratio <= 1.0:  # nan fails too
+    # a tensor of ratios (one per column: several blocks side by side) is the model's, checked there
+    if not isinstance(ratio, torch.Tensor) and not 0.0 < ratio <= 1.0:  # nan fails too
         raise ValueError(f"ratio={ratio!r}; allowed: r = N_act/N in (0, 1]")
-    diff = ratio * energies.float() - codewords.float()
+    # float32 (no cast operator where they already are: the coded model counts its operators)
+    energies, codewords = (t if t.dtype == torch.float32 else t.float() for t in (energies, codewords))
+    diff = ratio * energies - codewords
     if exponent == "abs":
         per_path = diff.abs()
     else:

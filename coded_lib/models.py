@@ -90,13 +90,109 @@ def conv3x3(c_in: int, c_out: int, stride: int = 1, groups: int = 1) -> nn.Conv2
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, groups=groups, bias=False)
 
 
+class CodedConv(torch.autograd.Function):
+    """The coded half of a block, Eq. 2-3 then conv3, as one autograd node with a hand-written
+    backward. Written with autograd's operators, the energies, the normalization and the masks took
+    ~100 small operators per block and training step, on which a GPU waits at the paper's batch
+    sizes (issue 13); here they take ~40, and every tensor keeps h's memory format (channels-last).
+
+    ``apply(h, weight, keep, drop, active, n, norm_paths)``: h [B, N*d, H, W], the hidden activation;
+    weight, conv3's: dense [C_out, N*d, 1, 1] (the paper's sum) or grouped [C_out, d, 1, 1] (T-concat);
+    keep [B, N] 0/1 (subNNs removed before the normalization) or None; drop [B, N] or [B, N, 1, 1, 1]
+    (DropSubNN, scaled by 1/(1-p)) or None; active [B, N] 0/1 or None: T-detach, the outputs of the
+    paths where it is 0 pass no gradient. Returns ``(conv3(h * s), E)``, s = keep * drop / sqrt(m)
+    per sample and path, and E [B, N, 1, 1, 1] float32, the normalized energies E(t̄_n) = E(t_n) / m.
+
+    With W_n path n's slice of conv3 (k = C_out rows, or C_out/N for T-concat) and P = H*W pixels,
+    E(t_n) = mean over t_n's k*P entries of (W_n h_n)^2 = sum_p h_n^T G_n h_n with the Gram matrix
+    G_n = W_n^T W_n / (k P): a grouped 1x1 conv with d x d weights, the paths never materialised.
+    m = max(sum_n keep_n^2 E(t_n) / norm_paths, ENERGY_EPS) is Eq. 3's mean energy; conv3 being
+    linear, scaling its input by s is scaling each path's output t_n.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, keep, drop, active, n, norm_paths):
+        b, _, hh, ww = h.shape
+        dtype = torch.float64 if h.dtype == torch.float64 else torch.float32  # energies in float32 under bf16
+        summed = weight.shape[1] == h.shape[1]
+        with torch.autocast(h.device.type, enabled=False):
+            w = _as(weight, dtype)
+            w = w.view(w.shape[0], n, -1) if summed else w.view(n, -1, w.shape[1])
+            spec = "knd" if summed else "nkd"
+            wc = w / (w.shape[0 if summed else 1] * hh * ww)  # W_n / (k P)
+            gram = torch.einsum(f"{spec},{spec.replace('d', 'e')}->nde", w, wc).view(-1, w.shape[2], 1, 1)
+            hf = _as(h, dtype)
+            h5 = hf.reshape(b, n, -1, hh, ww)
+            g = F.conv2d(hf, gram, groups=n)  # G_n h_n, laid out as h
+            raw = (h5 * g.view(h5.shape)).sum(dim=(2, 3, 4), keepdim=True)  # E(t_n), Eq. 2: [B, N, 1, 1, 1]
+            kept = None if keep is None else _as(keep, dtype).view(b, n, 1, 1, 1)
+            if kept is not None:
+                raw = raw * (kept * kept)  # the path zeroed before Eq. 2
+            mean_raw = raw.mean(1, keepdim=True) if norm_paths == n else raw.sum(1, keepdim=True) / norm_paths
+            mean = mean_raw.clamp_min(ENERGY_EPS)
+            energies = raw / mean  # E(t̄_n), Eq. 3: sums to norm_paths over the paths
+            scale = mean.rsqrt()
+            for mask in (kept, drop):
+                if mask is not None:
+                    scale = scale * _as(mask if mask.dim() == 5 else mask.view(b, n, 1, 1, 1), dtype)
+            hv = h5 if hf is h else h.reshape(h5.shape)  # h as [B, N, d, H, W], in its own dtype
+            hs = (hv * _as(scale, h.dtype)).view(h.shape)
+            out = F.conv2d(hs, _as(weight, h.dtype), groups=1 if summed else n)
+        ctx.save_for_backward(h, hv, hs, weight, wc, gram, energies, mean, mean_raw >= ENERGY_EPS, scale, kept,
+                              None if active is None else _as(active, h.dtype).view(b, n, 1, 1, 1))
+        ctx.spec, ctx.n, ctx.norm_paths, ctx.groups = spec, n, norm_paths, 1 if summed else n
+        return out, energies
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_energies):
+        """With a_n = sum over path n's entries of dL/d(h s) * h (the gradient of its factor s_n),
+        dL/dm = -(sum_n a_n s_n / 2 + sum_n gE_n E_n) / m (zero where the floor holds m),
+        r_n = dL/dE(t_n) = keep_n^2 (gE_n / m + dL/dm / norm_paths),
+        dL/dh = dL/d(h s) * s + 2 r G h, dL/dG_n = sum r_n h_n h_n^T, dL/dW_n = 2 W_n dL/dG_n / (k P)
+        (+ conv3's own weight gradient)."""
+        h, hv, hs, weight, wc, gram, energies, mean, live, scale, kept, active = ctx.saved_tensors
+        dtype, n = energies.dtype, ctx.n
+        with torch.autocast(h.device.type, enabled=False):
+            if active is not None:  # T-detach: the inactive outputs give conv3's weight no gradient either
+                hs = (hs.view(*active.shape[:2], -1, *hs.shape[2:]) * active).view(hs.shape)
+            grad_hs, grad_w, _ = torch.ops.aten.convolution_backward(
+                grad_out, hs, _as(weight, h.dtype), None, [1, 1], [0, 0], [1, 1], False, [0, 0], ctx.groups,
+                [True, True, False])
+            hf = _as(h, dtype)
+            h5 = hv if hf is h else hf.view(hv.shape)
+            g5 = grad_hs.view(h5.shape)
+            if active is not None:
+                g5 = g5 * active
+            a = (g5 * hv).sum(dim=(2, 3, 4), keepdim=True, dtype=dtype)
+            ge = grad_energies
+            dm = torch.addcmul(ge * energies, a, scale, value=0.5).sum(dim=1, keepdim=True)
+            r = torch.addcmul(ge, dm, live, value=-1 / ctx.norm_paths) / mean  # live: clamp_min's gradient
+            if kept is not None:
+                r = r * (kept * kept)
+            # one grouped-conv backward gives both G (r h) = r G h (G is symmetric) and sum r h h^T
+            grad_h, grad_gram, _ = torch.ops.aten.convolution_backward(
+                (h5 * r).view(h.shape), hf, gram, None, [1, 1], [0, 0], [1, 1], False, [0, 0], n,
+                [True, True, False])
+            grad_h = torch.add((g5 * _as(scale, g5.dtype)).view(h.shape), grad_h, alpha=2)
+            spec = ctx.spec
+            grad_gram = torch.einsum(f"{spec.replace('d', 'e')},nde->{spec}", wc, grad_gram.view(n, -1, gram.shape[1]))
+            grad_w = torch.add(grad_w, grad_gram.reshape(grad_w.shape), alpha=2)
+        return _as(grad_h, h.dtype), _as(grad_w, weight.dtype), None, None, None, None, None
+
+
+def _as(t: torch.Tensor, dtype) -> torch.Tensor:
+    """``t.to(dtype)``, without an operator when it already is (the block counts its operators)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 class ResNeXtBlock(nn.Module):
     """A (Coded) ResNeXt block, Fig. 1 of the paper.
 
     ``scheme`` None makes a plain ResNeXt block. ``combine="concat"`` is the paper's "what if"
     (T-concat): each path maps to C_out/N channels and the outputs are concatenated.
-    ``coding="detach"`` is the alternative of appendix E (T-detach): instead of the coding loss,
-    the gradients of the subNNs that are inactive for a sample's class are blocked.
+    ``coding="detach"`` is appendix E's T-detach as the authors' code does it: in training, the
+    gradients on the outputs of the subNNs inactive for a sample's class are blocked after the
+    energy normalization; the coding loss stays (pass ``mu=0`` for detaching *instead of* it).
     ``norm_paths`` is the N of Eq. 3; it differs from ``n`` only in extracted binary classifiers,
     which keep N_act paths but must normalize as the full block does.
     """
@@ -144,60 +240,36 @@ class ResNeXtBlock(nn.Module):
         h = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(h)))
 
-    def path_energies(self, h):
-        """E(t_n) of Eq. 2 for every path, [B, N] float32, without materialising the paths."""
-        b, _, hh, ww = h.shape
-        dtype = torch.promote_types(h.dtype, torch.float32)  # float32 under bf16 autocast, float64 stays
-        with torch.autocast(device_type=h.device.type, enabled=False):
-            hn = h.to(dtype).reshape(b, self.n, self.d, hh * ww)
-            if self.combine == "sum":
-                w = self.conv3.weight.to(dtype).reshape(self.c_out, self.n, self.d)
-                gram = torch.einsum("cnd,cne->nde", w, w)  # W_n^T W_n, [N, d, d]
-                second = torch.einsum("bndp,bnep->bnde", hn, hn)  # sum_p h h^T, [B, N, d, d]
-                return torch.einsum("bnde,nde->bn", second, gram) / (self.c_out * hh * ww)
-            # concat: path n owns C_out/N output channels; these are cheap to materialise
-            w = self.conv3.weight.to(dtype).reshape(self.n, self.c_out // self.n, self.d)
-            t = torch.einsum("nkd,bndp->bnkp", w, hn)
-            return t.pow(2).mean(dim=(2, 3))
-
     def _per_path(self, h, factor):
         """h [B, N*d, H, W] times a per-sample, per-path factor [B, N] (or [B, 1]), without copying the mask d times."""
         b, _, hh, ww = h.shape
-        f = factor.to(h.dtype)[:, :, None, None, None]
+        f = factor.to(h.dtype).view(b, -1, 1, 1, 1)
         return (h.view(b, -1, self.d, hh, ww) * f).view(b, -1, hh, ww)
 
     def forward(self, x, keep=None, drop=None, targets=None):
-        """Returns (output, normalized energies [B, N] or None).
+        """Returns (output, normalized energies [B, N, 1, 1, 1] or None: the network flattens all
+        blocks' at once, one operator instead of one per block).
 
-        keep: [B, N] 0/1, subNNs removed before normalization. drop: [B, N] DropSubNN mask,
-        already scaled by 1/(1-p). targets: needed by ``coding="detach"`` in training.
+        keep: [B, N] 0/1, subNNs removed before normalization. drop: [B, N] (or [B, N, 1, 1, 1])
+        DropSubNN mask, already scaled by 1/(1-p). targets: needed by ``coding="detach"`` in training.
         """
         identity = x if self.downsample is None else self.downsample(x)
         h = self.hidden(x)
-        if keep is not None:
-            h = self._per_path(h, keep)
-        active = None
-        if self.scheme is not None and self.coding == "detach" and self.training and targets is not None:
-            # appendix E: inactive subNNs see no gradient, through the normalizer either
-            active = self.codewords[targets]
-            h = self._per_path(h, active) + self._per_path(h.detach(), 1 - active)
         energies = None
-        factor = drop
         if self.coded:
-            raw = self.path_energies(h)
-            mean = (raw.sum(dim=1) / self.norm_paths).clamp_min(ENERGY_EPS)
-            energies = raw / mean[:, None]  # E(t̄_n), Eq. 3: sums to N over the paths
-            # conv3 is linear: scaling its input by Eq. 3's factor (and the DropSubNN mask) scales its
-            # output, and saves keeping a second C_out-wide tensor for the backward pass
-            scale = mean.rsqrt()[:, None]
-            factor = scale if drop is None else drop * scale
-        if factor is not None:
-            h = self._per_path(h, factor)
-        if active is None:
-            out = self.conv3(h)
+            active = None
+            if self.coding == "detach" and self.scheme is not None and self.training and targets is not None:
+                # the authors' T-detach (their ImageNet code's mask_grads): after the energy normalization,
+                # the outputs of the subNNs inactive for the sample's class pass no gradient (to their
+                # weights, or to conv3's); the gradient still reaches them through Eq. 3's mean energy
+                # (it divides the active outputs too) and through the coding loss, which is kept
+                active = F.embedding(targets, self.codewords)
+            out, energies = CodedConv.apply(h, self.conv3.weight, keep, drop, active, self.n, self.norm_paths)
         else:
-            out = self.conv3(self._per_path(h, active)) + F.conv2d(
-                self._per_path(h, 1 - active), self.conv3.weight.detach(), groups=self.conv3.groups)
+            for factor in (keep, drop):
+                if factor is not None:
+                    h = self._per_path(h, factor)
+            out = self.conv3(h)
         out = self.bn3(out)
         if self.skip:
             out = out + identity
@@ -263,6 +335,13 @@ class CodedResNeXt(nn.Module):
         for i, b in enumerate(self.coded_blocks):
             b.index = i
         self.plain = not self.coded_blocks
+        # every block's codewords side by side, [K, L*N], and its ratio N_act/N for each of its N
+        # columns: the coding loss of all blocks at once (where their N agree, as in the paper's networks)
+        stackable = self.coded_blocks and len({b.n for b in self.coded_blocks}) == 1
+        self.register_buffer("stacked_codewords", torch.cat([b.codewords for b in self.coded_blocks], 1)
+                             if stackable else None, persistent=False)
+        self.register_buffer("stacked_ratios", torch.tensor([b.n_act / b.n for b in self.coded_blocks for _ in range(b.n)])
+                             if stackable else None, persistent=False)
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -280,29 +359,42 @@ class CodedResNeXt(nn.Module):
             if bad:
                 raise ValueError(f"subnn_mask names coded blocks {bad}; this model has {len(self.coded_blocks)} (0..{len(self.coded_blocks) - 1})")
         out = self.stem(x)
-        energies, code_loss = [], x.new_zeros((), dtype=torch.float32)
-        drop, prev = None, None
+        energies, drop, prev = [], None, None
         for b in self.blocks:
             if not b.coded:
                 out, _ = b(out)
                 prev = None
                 continue
             if self.training and b.p_drop > 0:
-                # DropSubNN: consecutive blocks of one scheme share the mask the first one draws
+                # DropSubNN: consecutive blocks of one scheme share the mask the first one draws;
+                # dropout of ones is the mask, 0 or 1/(1-p), in one operator
                 if prev is None or prev.scheme is not b.scheme:
-                    survive = torch.rand(x.shape[0], b.n, device=x.device) >= b.p_drop
-                    drop = survive.float() / (1.0 - b.p_drop)
+                    drop = F.dropout(out.new_ones(out.shape[0], b.n, 1, 1, 1, dtype=torch.float32), b.p_drop)
             else:
                 drop = None
             keep = subnn_mask.get(b.index) if subnn_mask else None
             out, e = b(out, keep=keep, drop=drop, targets=targets)
             energies.append(e)
-            if targets is not None and b.coding == "loss" and b.scheme is not None:
-                words = F.embedding(targets, b.codewords)  # a target outside 0..K-1 fails, never wraps around
-                code_loss = code_loss + coding_loss(e, words, b.n_act / b.n, self.loss_exponent)
             prev = b
         logits = self.head(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
-        return ModelOutput(logits=logits, code_loss=code_loss, energies=energies)
+        if not energies:
+            return ModelOutput(logits=logits, code_loss=x.new_zeros((), dtype=torch.float32))
+        flat = torch.cat(energies, 1).flatten(1)  # [B, sum of the blocks' N]
+        energies = list(flat.split([e.shape[1] for e in energies], 1))
+        return ModelOutput(logits=logits, code_loss=self.code_loss(flat, energies, targets), energies=energies)
+
+    def code_loss(self, flat, energies, targets):
+        """Eq. 5 summed over the coded blocks (0 without targets), from their energies side by side
+        (``flat`` [B, L*N]) or one by one (``energies``, where the blocks' N differ)."""
+        if targets is None or not self.coded_blocks:
+            return flat.new_zeros((), dtype=torch.float32)
+        if self.stacked_codewords is None:
+            return sum(coding_loss(e, F.embedding(targets, b.codewords), b.n_act / b.n, self.loss_exponent)
+                       for e, b in zip(energies, self.coded_blocks))
+        # a target outside 0..K-1 fails in F.embedding, never wraps around
+        words = F.embedding(targets, self.stacked_codewords)
+        # L times the mean over [B, L*N] is the sum over the L blocks of each one's mean over [B, N]
+        return coding_loss(flat, words, self.stacked_ratios, self.loss_exponent) * len(energies)
 
 
 # --- Table 1 as data -------------------------------------------------------------------------
