@@ -9,7 +9,6 @@ import math
 import os
 import platform
 import random
-import re
 import signal
 import subprocess
 import sys
