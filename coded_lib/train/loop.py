@@ -12,7 +12,9 @@ steps, with DropSubNN and augmentation), ``train_acc``, the validation ``val_los
 (cross-entropy), ``val_acc``, ``code_loss`` (the validation coding loss, Eq. 5 summed over
 the coded blocks), ``early_acc_1..L`` (each coded block's early decoder, Eq. 7) and
 ``epoch_time_s`` (training and validation). Accuracies are fractions in [0, 1]. Running the same command again resumes from the checkpoint;
-a finished run is not retrained; a run folder with another configuration is refused.
+a finished run is not retrained; a run folder with another configuration is refused. The checkpoint
+it replaced stays as ``checkpoint.prev.pt``: a damaged checkpoint is reported and the run goes on
+from that one; a missing or short metrics.csv is rebuilt from the checkpoint's history.
 
 On the CPU, with one process, a resumed run ends with the same weights as an uninterrupted one:
 the data order of an epoch depends on (seed, epoch) only, and the global random states (data
