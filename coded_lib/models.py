@@ -297,10 +297,12 @@ class CodedResNeXt(nn.Module):
     """A (Coded) ResNeXt built from an :class:`Arch` stage table by one loop.
 
     With every stage at r = 1 it is plain ResNeXt (the paper's baseline, "control").
+    ``schemes``: {stage name: CodingScheme or its codeword strings} replaces the coding scheme of
+    those coded stages (e.g. the semantic schemes of coded_lib.semantic); their shape must match.
     """
 
     def __init__(self, arch: Arch, *, p_drop=0.1, loss_exponent=4, combine="sum", coding="loss",
-                 skip=True, bn_momentum=0.1):
+                 skip=True, bn_momentum=0.1, schemes=None):
         super().__init__()
         check_exponent(loss_exponent)
         _check_sizes(num_classes=arch.num_classes, in_channels=arch.in_channels, stem_width=arch.stem_width)
@@ -320,8 +322,9 @@ class CodedResNeXt(nn.Module):
         else:
             raise ValueError(f"stem={arch.stem!r}; allowed: 'cifar', 'imagenet'")
         blocks, c_in = [], arch.stem_width
+        given = _given_schemes(arch, schemes)
         for st in arch.stages:
-            scheme = scheme_for(arch.num_classes, st.n, st.n_act, arch.dataset) if st.coded else None
+            scheme = given.get(st.name) or (scheme_for(arch.num_classes, st.n, st.n_act, arch.dataset) if st.coded else None)
             for i in range(st.depth):
                 blocks.append(ResNeXtBlock(c_in, st.c_out, st.d, st.n, st.stride if i == 0 else 1, scheme,
                                            p_drop=p_drop if scheme is not None else 0.0, combine=combine,
@@ -395,6 +398,23 @@ class CodedResNeXt(nn.Module):
         words = F.embedding(targets, self.stacked_codewords)
         # L times the mean over [B, L*N] is the sum over the L blocks of each one's mean over [B, N]
         return coding_loss(flat, words, self.stacked_ratios, self.loss_exponent) * len(energies)
+
+
+def _given_schemes(arch: Arch, schemes) -> dict:
+    """{stage name: CodingScheme} from CodedResNeXt's ``schemes`` argument, checked against the stages."""
+    out = {}
+    stages = {st.name: st for st in arch.stages}
+    for name, scheme in (schemes or {}).items():
+        st = stages.get(name)
+        if st is None or not st.coded:
+            raise ValueError(f"schemes names stage {name!r}; allowed: the coded stages {[s.name for s in arch.stages if s.coded]}")
+        if not isinstance(scheme, CodingScheme):
+            scheme = CodingScheme.from_strings(scheme)
+        if (scheme.K, scheme.N, scheme.n_act) != (arch.num_classes, st.n, st.n_act):
+            raise ValueError(f"the scheme for stage {name} has K={scheme.K}, N={scheme.N}, N_act={scheme.n_act}; "
+                             f"the stage needs K={arch.num_classes}, N={st.n}, N_act={st.n_act}")
+        out[name] = scheme
+    return out
 
 
 # --- Table 1 as data -------------------------------------------------------------------------
@@ -505,9 +525,17 @@ def resnext_mini(**kwargs) -> CodedResNeXt:
     return _build(_plain(ARCHS["coded_resnext_mini"]), **kwargs)
 
 
+def is_resnext_mini(**kwargs):
+    """IS-ResNeXt (anytime prediction by thin sub-networks, seed 004) of :func:`resnext_mini`'s
+    widths: see :mod:`coded_lib.anytime` (imported here, on use: it builds on this module)."""
+    from .anytime import is_resnext_mini as build
+
+    return build(**kwargs)
+
+
 MODELS = {f.__name__: f for f in (coded_resnext29_cifar10, resnext29_cifar10, coded_resnext29_cifar100,
                                   resnext29_cifar100, coded_resnext50_imagenet, resnext50_imagenet,
-                                  coded_resnext_mini, resnext_mini)}
+                                  coded_resnext_mini, resnext_mini, is_resnext_mini)}
 
 
 def build_model(name: str, **overrides) -> CodedResNeXt:

@@ -60,3 +60,15 @@ def removal_curves(model, loader, blocks=None, repeats: int = 3, kinds=KINDS, de
         blocks = range(len(model.coded_blocks))
     return pd.concat([removal_curve(model, loader, b, repeats, kinds, device, seed + b) for b in blocks],
                      ignore_index=True)
+
+
+def removal_gaps(curves: pd.DataFrame) -> dict[int, float]:
+    """Per block of ``curves`` (:func:`removal_curves`): the mean accuracy with k inactive subNNs
+    removed minus with k active ones removed, over k = 1 .. min(N_act, N - N_act) (the k both
+    curves have). Large when the block's class information sits in its active subNNs."""
+    acc = curves.set_index(["block", "kind", "k"]).accuracy
+    gaps = {}
+    for b in curves.block.unique():
+        k_max = min(acc[(b, "active")].index.max(), acc[(b, "inactive")].index.max())
+        gaps[int(b)] = float(acc[(b, "inactive")].loc[1:k_max].mean() - acc[(b, "active")].loc[1:k_max].mean())
+    return gaps

@@ -14,10 +14,10 @@ from dataclasses import dataclass, fields
 
 # Fields that say where and how fast a run goes, not what it computes: a run may be resumed with
 # other values (e.g. a Colab session on a TPU continued on a GPU).
-RUNTIME_FIELDS = ("device", "num_workers", "data_dir", "download", "precision", "amp")
+RUNTIME_FIELDS = ("device", "num_workers", "data_dir", "download", "precision", "amp", "compile")
 
 # Config fields passed to coded_lib.models.build_model as keyword overrides.
-MODEL_FIELDS = ("p_drop", "loss_exponent", "combine", "coding", "skip", "ratios", "bn_momentum")
+MODEL_FIELDS = ("p_drop", "loss_exponent", "combine", "coding", "skip", "ratios", "bn_momentum", "schemes")
 
 CHOICES = {
     "dataset": ("fashion_mnist", "digits", "fashion_mnist_rot90", "cifar10", "cifar100", "imagenet"),
@@ -42,6 +42,8 @@ class Config:
     changes once per epoch: linear warm-up from ``warmup_lr``, cosine down to ``lr_min``, then
     ``lr_min`` for the cool-down (timm's CosineLRScheduler, SPEC §1.4). ``amp``: autocast to
     ``precision`` on TPU and GPU (never on CPU). ``num_workers`` None: 0 on CPU, 4 elsewhere.
+    ``compile``: torch.compile the forward and loss (CPU and GPU; ignored with a message on XLA,
+    which compiles graphs itself).
     """
     preset: str = "custom"
     model: str = "coded_resnext_mini"
@@ -66,6 +68,7 @@ class Config:
     coding: str = "loss"
     skip: bool = True
     ratios: dict | None = None
+    schemes: dict | None = None  # {stage: [codeword strings]}: coding schemes of one's own (coded_lib.semantic)
     train_subset: int | None = None
     val_subset: int | None = None
     randaugment: str | None = None
@@ -80,6 +83,7 @@ class Config:
     num_workers: int | None = None
     data_dir: str | None = None
     download: bool = False
+    compile: bool = False
 
     def __post_init__(self):
         validate(self)
@@ -90,8 +94,9 @@ class Config:
     def model_overrides(self) -> dict:
         """Keyword overrides for ``build_model`` (ratios only when set: the builder's default otherwise)."""
         out = {k: getattr(self, k) for k in MODEL_FIELDS}
-        if out["ratios"] is None:
-            del out["ratios"]
+        for k in ("ratios", "schemes"):
+            if out[k] is None:
+                del out[k]
         return out
 
     def same_run(self, other: "Config") -> list[str]:
@@ -175,10 +180,10 @@ _TYPES = {
     "warmup_epochs": (int, False), "warmup_lr": (float, False), "cooldown_epochs": (int, False),
     "lr_min": (float, False), "bn_momentum": (float, False), "mu": (float, False), "p_drop": (float, False),
     "loss_exponent": (object, False), "combine": (str, False), "coding": (str, False), "skip": (bool, False),
-    "ratios": (dict, True), "train_subset": (int, True), "val_subset": (int, True), "randaugment": (str, True),
+    "ratios": (dict, True), "schemes": (dict, True), "train_subset": (int, True), "val_subset": (int, True), "randaugment": (str, True),
     "random_erasing": (float, False), "random_erasing_count": (int, False), "train_size": (int, True),
     "eval_size": (int, True), "seed": (int, False), "device": (str, False), "precision": (str, False),
-    "amp": (bool, False), "num_workers": (int, True), "data_dir": (str, True), "download": (bool, False),
+    "amp": (bool, False), "num_workers": (int, True), "data_dir": (str, True), "download": (bool, False), "compile": (bool, False),
 }
 
 _CIFAR = dict(epochs=300, batch_size=512, lr=0.1, weight_decay=5e-4, lr_min=1e-5, bn_momentum=0.1,
@@ -212,17 +217,18 @@ PRESETS: dict[str, dict] = {
                   mu=1.0, p_drop=0.1, train_subset=256, val_subset=128),
     # Ours (issue 14), the book's "At scale" part: the paper's CIFAR-10 network (Coded ResNeXt-29 10x11d,
     # 4.6 M parameters; in_channels 1 from data.INFO, 28 px -> 14 -> 7 through c3, c4 as 32 -> 16 -> 8 on
-    # CIFAR) and CIFAR-10 recipe on all of Fashion-MNIST (60,000 / 10,000 images), for 8 epochs instead of the
+    # CIFAR) and CIFAR-10 recipe on all of Fashion-MNIST (60,000 / 10,000 images), for 7 epochs instead of the
     # paper's 300, so that the whole edition fits in 20 minutes of one H100. The arithmetic: an epoch is 117
     # steps of 512 images, 18 s for one run with the loop measured in issue 13 (its bare steps: 8.7 s); with
-    # that loop sped up and 3 runs sharing the GPU, plan ~10 s of GPU per run-epoch. 14 minutes of training
-    # = 84 run-epochs = 6 runs x 8 epochs (coded and baseline x 3 seeds) + 12 ablation runs x 3 epochs; the
-    # other 6 minutes run the analysis notebooks (coded_lib.companion.at_scale.PLAN, its stages <= 8 min).
-    # The cosine spans the 8 epochs (same shape, 37x shorter), so the networks stop far from the paper's
+    # that loop brought to the speed of its steps (issue 13) and 3 runs sharing the GPU, plan 10 s of GPU per
+    # run-epoch (steps and evaluation). 13 minutes of training = 78 run-epochs = 6 runs x 7 epochs (coded and
+    # baseline x 3 seeds) + 12 ablation runs x 3 epochs; the other 7 minutes run the analysis notebooks on
+    # the host's CPU (coded_lib.companion.at_scale.PLAN; every stage <= 8 min).
+    # The cosine spans the 7 epochs (same shape, 43x shorter), so the networks stop far from the paper's
     # convergence: absolute accuracies are not the paper's; the comparisons run under one recipe.
     # train_size/eval_size unset: Fashion-MNIST's native 28 px (the CIFAR presets' 32 would size the cost
     # chapter's timed inputs).
-    "fashion_mnist_at_scale": dict(_CIFAR, model="coded_resnext29_cifar10", dataset="fashion_mnist", epochs=8,
+    "fashion_mnist_at_scale": dict(_CIFAR, model="coded_resnext29_cifar10", dataset="fashion_mnist", epochs=7,
                                    randaugment="rand-m4-n3", train_size=None, eval_size=None),
 }
 for _name in ("cifar10", "cifar100", "imagenet", "imagenet150", "fashion_mnist", "fashion_mnist_at_scale"):
