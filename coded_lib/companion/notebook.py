@@ -30,7 +30,7 @@ SMOKE_PRESET = "smoke"
 DATA_NAMES = {"fashion_mnist": "Fashion-MNIST", "fashion_mnist_rot90": "Fashion-MNIST rotated 90°",
               "digits": "scikit-learn digits", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
               "imagenet": "ImageNet"}
-FIG_WIDTH = 9.0  # inches: the book's text width at 100 dpi (see _display_setup)
+FIG_WIDTH = 7.6  # inches: at 100 dpi about the 772 px of a chapter's output area at 1400 px (see _display_setup)
 DATA_SIZES = {"fashion_mnist": (60000, 10000), "fashion_mnist_rot90": (60000, 10000), "digits": (1438, 359),
               "cifar10": (50000, 10000), "cifar100": (50000, 10000), "imagenet": (1281167, 50000)}
 
