@@ -278,7 +278,7 @@ def test_anytime_table_costs_rise_with_the_operating_point():
     for method, rows in table.groupby("method"):
         assert rows.multiply_adds.is_monotonic_increasing, method
     exits = table[table.method.str.startswith("Coded")]
-    assert exits.multiply_adds.iloc[-1] == count_multiply_adds(coded, (1, 28, 28))
+    assert exits.multiply_adds.iloc[-1] == count_multiply_adds(coded, (1, 28, 28), anytime_analysis.BATCH)
     assert table[table.method == "ResNeXt"].fraction.item() == 1.0
     best = anytime_analysis.best_within(table, 0.5)
     assert (best.fraction <= 0.5).all() and set(best.method) <= set(table.method)
@@ -306,7 +306,7 @@ def test_conditional_sweep_costs_from_full_to_masked():
     model = _randomize_bn(build_model("coded_resnext_mini", num_classes=10, in_channels=1))
     loader = [(torch.randn(16, 1, 28, 28), torch.arange(16) % 10)]
     table = conditional.conditional_sweep(model, loader, [0.0, 0.5, 1.0], gate_block=1, repeats=1)
-    full = count_multiply_adds(model, (1, 28, 28))
+    full = count_multiply_adds(model, (1, 28, 28), anytime_analysis.BATCH)
     assert table.multiply_adds.iloc[0] == full and table.multiply_adds.iloc[1] == pytest.approx(full)
     assert table.gated.tolist() == [0.0, 0.0, 0.5, 1.0]
     # all gated: each of c4's two blocks runs 3 of its 10 paths, costed as the cut-out block
@@ -314,3 +314,17 @@ def test_conditional_sweep_costs_from_full_to_masked():
     costs = net.path_costs((1, 28, 28))
     assert table.multiply_adds.iloc[3] == pytest.approx(full - sum(c[-1] - c[2] for c in costs.values()))
     assert all(np.all(np.diff(c) > 0) for c in costs.values())
+
+
+def test_dashboard_has_a_beyond_the_paper_section(tmp_path):
+    from coded_lib.companion import report
+
+    for id, verdict in (("B-semantic", "inconclusive"), ("B-conditional", "holds")):
+        report.record(tmp_path / "run", id, "a question", "1 vs 2", "Fashion-MNIST: 10 images", "tiny",
+                      verdict=verdict, note="the rule")
+    page = report.comparison_markdown(report.gather(tmp_path), chapters=["conditional"])
+    part = page.split("## Beyond the paper", 1)[1].split("## Every number")[0]
+    assert "[B-conditional](notebooks/conditional.ipynb)" in part and "B-semantic" in part
+    assert "{bdg-warning}`inconclusive`" in part and "{bdg-success}`holds`" in part and "R1" in part
+    with pytest.raises(ValueError, match="B-anytime"):
+        report.record(tmp_path, "B-nothing", "q", "1", "d", "s")

@@ -15,11 +15,15 @@ from .cost import count_multiply_adds, multiply_adds_by_module
 from .early import early_accuracy
 from .inference import _batches, collect, eval_mode
 
+# Costs are counted per image in batches of this size: the coded blocks' Gram matrices W_n^T W_n
+# (coded_lib.models) depend on the weights only, and a batch shares them as inference does.
+BATCH = 64
+
 
 def exit_costs(model, input_size) -> list[float]:
     """Multiply-adds per image up to and including each coded block (the stem and every block before
     it): the cost of stopping there and reading its early decoder (whose K·N distances are left out)."""
-    per = multiply_adds_by_module(model, input_size)
+    per = multiply_adds_by_module(model, input_size, batch_size=BATCH)
     costs, total = [], per.get("stem", 0.0)
     for i, b in enumerate(model.blocks):
         total += per.get(f"blocks.{i}", 0.0)
@@ -52,7 +56,7 @@ def anytime_table(coded, is_model, plain, loader, input_size) -> pd.DataFrame:
         rows.append({"method": "Coded ResNeXt, early exit", "point": f"after coded block {l}",
                      "multiply_adds": cost, "accuracy": float(early.accuracy[early.decoder == l].item())})
     rows.append({"method": "Coded ResNeXt, early exit", "point": "whole network",
-                 "multiply_adds": count_multiply_adds(coded, input_size),
+                 "multiply_adds": count_multiply_adds(coded, input_size, BATCH),
                  "accuracy": float(early.accuracy[early.decoder == "final"].item())})
     for k, acc in enumerate(thin_accuracies(is_model, loader), 1):
         thin = is_model.thin(k)
@@ -60,7 +64,7 @@ def anytime_table(coded, is_model, plain, loader, input_size) -> pd.DataFrame:
                      "multiply_adds": multiply_adds_by_module(thin, input_size, skip_zero_weights=True)[""],
                      "accuracy": acc})
     out = collect(plain, loader)
-    plain_cost = count_multiply_adds(plain, input_size)
+    plain_cost = count_multiply_adds(plain, input_size, BATCH)
     rows.append({"method": "ResNeXt", "point": "whole network", "multiply_adds": plain_cost,
                  "accuracy": float((out["preds"] == out["targets"]).float().mean())})
     table = pd.DataFrame(rows)

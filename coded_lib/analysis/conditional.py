@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .. import decoders
 from .cost import count_multiply_adds, multiply_adds_by_module
+from .anytime import BATCH
 from .inference import _batches, eval_mode
 
 
@@ -89,7 +90,7 @@ class ConditionalNet:
         """Multiply-adds per image of each later coded block (by position in model.blocks) with
         p = 1..N of its paths kept, as a list indexed by p - 1 (cut out as in ``__call__``; the cost
         depends only on p)."""
-        per = multiply_adds_by_module(self.model, input_size)
+        per = multiply_adds_by_module(self.model, input_size, batch_size=BATCH)
         inputs = {}
         hooks = [self.model.blocks[i].register_forward_pre_hook(lambda m, a, i=i: inputs.__setitem__(i, a[0]))
                  for i in range(self.pos + 1, len(self.model.blocks)) if self.model.blocks[i].coded]
@@ -102,7 +103,7 @@ class ConditionalNet:
         costs = {}
         for i, x in inputs.items():
             b = self.model.blocks[i]
-            costs[i] = [count_multiply_adds(self._block(i, tuple(range(p))), tuple(x.shape[1:]))
+            costs[i] = [count_multiply_adds(self._block(i, tuple(range(p))), tuple(x.shape[1:]), BATCH)
                         for p in range(1, b.n)] + [per[f"blocks.{i}"]]
         return costs
 
@@ -126,7 +127,7 @@ def conditional_sweep(model, loader, fractions, gate_block: int = 0, top: int = 
     with eval_mode(model):
         confidence = torch.cat([net.early(x)[1].max(1).values for x, _ in batches])
     thresholds = [0.0 if f >= 1 else math.inf if f <= 0 else float(torch.quantile(confidence, 1 - f)) for f in fractions]
-    full = count_multiply_adds(model, input_size)
+    full = count_multiply_adds(model, input_size, BATCH)
     costs = net.path_costs(input_size)
     later = sorted(costs)
 

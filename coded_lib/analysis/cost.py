@@ -186,17 +186,17 @@ def cost_table(models: dict, input_size, batch_size=32, steps=5, device="cpu") -
     return pd.DataFrame(rows)
 
 
-def multiply_adds_by_module(model, input_size, skip_zero_weights: bool = False) -> dict[str, float]:
-    """Multiply-adds per image of one forward pass (eval mode, one image) by module name ("" for the
-    whole model, "stem", "blocks.3", "blocks.3.conv1", ...), from ``FlopCounterMode``'s per-module
-    counts / 2. A module's count includes its children's.
+def multiply_adds_by_module(model, input_size, skip_zero_weights: bool = False, batch_size: int = 1) -> dict[str, float]:
+    """Multiply-adds per image of one forward pass (eval mode, a batch of ``batch_size`` images) by
+    module name ("" for the whole model, "stem", "blocks.3", "blocks.3.conv1", ...), from
+    ``FlopCounterMode``'s per-module counts / 2 / batch_size. A module's count includes its children's.
 
     ``skip_zero_weights``: weights that are exactly zero cost nothing (a structurally sparse network
     such as IS-ResNeXt's thin sub-networks, whose masked convolutions would run as grouped or
     block-sparse ones): each convolution or linear layer without children is counted times the
     fraction of its weight that is non-zero, and the totals of its parents are rebuilt from those.
     """
-    x = _input(model, input_size, 1)
+    x = _input(model, input_size, batch_size)
     with eval_mode(model), FlopCounterMode(display=False) as counter:
         model(x)
     counts = {}
@@ -204,7 +204,7 @@ def multiply_adds_by_module(model, input_size, skip_zero_weights: bool = False) 
         if key == "Global":
             continue
         name = key.split(".", 1)[1] if "." in key else ""  # keys are "<class name>.<module name>"
-        counts[name] = sum(ops.values()) / 2
+        counts[name] = sum(ops.values()) / 2 / batch_size
     if skip_zero_weights:
         for name in list(counts):
             module = model.get_submodule(name)

@@ -41,6 +41,14 @@ TITLES = {
 }
 IDS = list(TITLES)
 
+# The book's part "Beyond the paper" (issue 15): questions the paper leaves open, measured on our
+# runs with the same four verdicts; not claims of the paper, so the dashboard lists them apart.
+BEYOND = {
+    "B-semantic": "Semantic coding schemes vs class-agnostic ones (early blocks)",
+    "B-anytime": "Anytime prediction: early exits vs thin sub-networks vs ResNeXt",
+    "B-conditional": "Conditional computation: only the subNNs of the early decoder's classes",
+}
+
 C10 = "ResNeXt-29 (10×11d), 300 epochs"
 C100 = "ResNeXt-29 (20×6d), 300 epochs"
 IN150 = "ResNeXt-50 (32×4d), 150 epochs, μ = 1, 160 px"

@@ -54,6 +54,7 @@ NOTEBOOK_OF = {
     "F-early": "early", "T-agree": "early", "T-calib": "calibration", "F-mu": "ablations",
     "F-pdrop": "ablations", "T-exp": "ablations", "T-concat": "ablations", "T-ratios": "ablations",
     "T-detach": "ablations",
+    "B-semantic": "semantic_codes", "B-anytime": "anytime", "B-conditional": "conditional",
 }
 
 
@@ -83,8 +84,8 @@ def format_value(x):
 
 
 def _check_row(id, quantity, ours, data, scale, verdict, seeds):
-    if id not in paper.TITLES:
-        raise ValueError(f"unknown id {id!r}; allowed: {', '.join(paper.IDS)}")
+    if id not in paper.TITLES and id not in paper.BEYOND:
+        raise ValueError(f"unknown id {id!r}; allowed: {', '.join(paper.IDS + list(paper.BEYOND))}")
     for name, value in (("quantity", quantity), ("data", data), ("scale", scale)):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
@@ -161,7 +162,7 @@ def gather(root=None):
     results = []
     for path in sorted(root.rglob(RESULTS_CSV)):
         for row in read_results(path):
-            if row["id"] not in paper.TITLES:
+            if row["id"] not in paper.TITLES and row["id"] not in paper.BEYOND:
                 warnings.warn(f"{path}: unknown id {row['id']!r} skipped")
                 continue
             row["source"] = path.relative_to(root).as_posix()
@@ -231,7 +232,14 @@ def run_names(results):
     for g in groups(results):
         for r in g["ours"]:
             names.setdefault(_run_key(r), f"R{len(names) + 1}")
+    for r in beyond_rows(results):
+        names.setdefault(_run_key(r), f"R{len(names) + 1}")
     return names
+
+
+def beyond_rows(results):
+    """The rows of the part "Beyond the paper" (ids of ``paper.BEYOND``), in its order."""
+    return [r for id in paper.BEYOND for r in results if r["id"] == id]
 
 
 def _run_key(row):
@@ -386,6 +394,8 @@ def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
     for g in groups(results):
         for r in g["ours"]:
             chapter_of.setdefault(_run_key(r), []).append(NOTEBOOK_OF[g["id"]])
+    for r in beyond_rows(results):
+        chapter_of.setdefault(_run_key(r), []).append(NOTEBOOK_OF[r["id"]])
     # where and from what every chapter ran: said once when all chapters share it, else per run
     def where_from(p):
         return f"{p.get('device', '?')}, torch {p.get('torch', '?')}, source commit `{p.get('commit', '?')}`"
@@ -426,6 +436,15 @@ def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
                  run_cell(c["row"])] for c in ours_only]
         md.append(_list_table(["id", "quantity", "ours", "verdict", "why", "run"], rows,
                               widths=[6, 26, 24, 9, 30, 5], css="claims-table"))
+    beyond = beyond_rows(results)
+    if beyond:
+        md += ["", "## Beyond the paper", "",
+               "Questions the paper leaves open (the book's part \"Beyond the paper\"), judged by the same "
+               "four verdicts on our runs: the rule is in the last text column.", ""]
+        rows = [[id_cell(r["id"]), _md(r["quantity"]), _md(r["ours"]), _badge(r["verdict"]) if r["verdict"] else "—",
+                 _md(r["note"]), run_cell(r)] for r in beyond]
+        md.append(_list_table(["id", "question", "ours", "verdict", "rule and why", "run"], rows,
+                              widths=[6, 24, 26, 9, 30, 5], css="claims-table"))
     md += ["", "## Every number", "",
            "The paper's numbers (with the data they come from) and ours, by experiment.", ""]
     rows = []

@@ -47,6 +47,10 @@ NOTEBOOKS = [
     "calibration",   # T-calib
     "ablations",     # F-mu, F-pdrop, T-exp, T-concat, T-detach, T-ratios
     "cost",          # T-cost
+    # part "Beyond the paper" (issue 15)
+    "semantic_codes",  # B-semantic
+    "anytime",         # B-anytime
+    "conditional",     # B-conditional
 ]
 
 
