@@ -137,9 +137,19 @@ class ISResNeXt(nn.Module):
         return small.eval()
 
 
-def is_resnext_mini(widths: int = 5, num_classes: int | None = None, in_channels: int | None = None,
-                    p_drop: float = 0.0, bn_momentum: float = 0.1, **unused) -> ISResNeXt:
-    """IS-ResNeXt with :func:`coded_lib.models.resnext_mini`'s widths (our CPU default), K = ``widths``.
+def is_resnext_mini(**kwargs) -> ISResNeXt:
+    """IS-ResNeXt with :func:`coded_lib.models.resnext_mini`'s widths (our CPU default); see :func:`is_resnext`."""
+    return is_resnext("coded_resnext_mini", **kwargs)
+
+
+def is_resnext29_cifar10(**kwargs) -> ISResNeXt:
+    """IS-ResNeXt with ResNeXt-29 (10x11d)'s widths (the GPU edition's network); see :func:`is_resnext`."""
+    return is_resnext("coded_resnext29_cifar10", **kwargs)
+
+
+def is_resnext(arch_name: str, widths: int = 5, num_classes: int | None = None, in_channels: int | None = None,
+               p_drop: float = 0.0, bn_momentum: float = 0.1, **unused) -> ISResNeXt:
+    """IS-ResNeXt with the widths of ``models.ARCHS[arch_name]`` (every stage plain), K = ``widths``.
 
     The training loop passes every model field of its Config; the coding-only ones (loss_exponent,
     combine, coding, skip) must keep their defaults, and p_drop must be 0.
@@ -149,7 +159,7 @@ def is_resnext_mini(widths: int = 5, num_classes: int | None = None, in_channels
     if bad or p_drop:
         raise ValueError(f"IS-ResNeXt takes widths, num_classes, in_channels and bn_momentum; got {bad or {'p_drop': p_drop}} "
                          "(coding options do not apply: it has no coded blocks; p_drop must be 0)")
-    arch = _plain(ARCHS["coded_resnext_mini"])
+    arch = _plain(ARCHS[arch_name])
     arch = replace(arch, num_classes=num_classes or arch.num_classes, in_channels=in_channels or arch.in_channels,
                    dataset=None)
     return ISResNeXt(arch, widths, bn_momentum)

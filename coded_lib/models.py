@@ -533,9 +533,17 @@ def is_resnext_mini(**kwargs):
     return build(**kwargs)
 
 
+def is_resnext29_cifar10(**kwargs):
+    """IS-ResNeXt of :func:`resnext29_cifar10`'s widths: see :mod:`coded_lib.anytime`."""
+    from .anytime import is_resnext29_cifar10 as build
+
+    return build(**kwargs)
+
+
 MODELS = {f.__name__: f for f in (coded_resnext29_cifar10, resnext29_cifar10, coded_resnext29_cifar100,
                                   resnext29_cifar100, coded_resnext50_imagenet, resnext50_imagenet,
-                                  coded_resnext_mini, resnext_mini, is_resnext_mini)}
+                                  coded_resnext_mini, resnext_mini, is_resnext_mini,
+                                  is_resnext29_cifar10)}
 
 
 def build_model(name: str, **overrides) -> CodedResNeXt:

@@ -97,6 +97,21 @@ PLAN = Plan(
 )
 
 
+# Optional (``run --beyond``): the part "Beyond the paper" (issue 15) as one more analysis stage; its
+# notebooks train their own few runs (3 epochs, as the ablations, whose coded run they share). Its chapters
+# are copied into the edition's folder but the book's "At scale" part does not list them.
+BEYOND = ("semantic_codes", "anytime", "conditional")
+BEYOND_PARAMETERS = {"semantic_codes": {"beyond_overrides": {"epochs": 3}}, "anytime": {"beyond_overrides": {"epochs": 3}},
+                     "conditional": {}}
+BEYOND_S = {"semantic_codes": 120, "anytime": 90, "conditional": 40}
+
+
+def with_beyond(plan: Plan) -> Plan:
+    """``plan`` with the part "Beyond the paper" as its last analysis stage."""
+    return Plan(**{**plan.__dict__, "analysis": plan.analysis + (BEYOND,),
+                   "parameters": {**plan.parameters, **BEYOND_PARAMETERS}, "notebook_s": {**plan.notebook_s, **BEYOND_S}})
+
+
 def _ablation_runs(plan: Plan) -> tuple[list, list]:
     """(mu and p_drop grids, other ablations) as (preset, overrides) pairs, as notebooks/ablations.ipynb asks
     for them (``nb.sweep`` / ``nb.ensure`` with ``ablation_overrides`` as the base)."""
@@ -442,6 +457,7 @@ def main(argv=None):
     r.add_argument("--next", action="store_true", help="run only the first stage not done yet")
     r.add_argument("--jobs", type=int, default=PLAN.jobs, help="training processes at once on the GPU")
     r.add_argument("--preset", default=PLAN.preset, help="a preset with a _baseline twin (default: %(default)s)")
+    r.add_argument("--beyond", action="store_true", help="also the part 'Beyond the paper' (one more stage, ~4 min)")
     sub.add_parser("list", help="the stages and their planned H100 time")
     p = sub.add_parser("prepare", help="gather wheels and Fashion-MNIST for an offline GPU host")
     p.add_argument("--to", default="dist/at_scale")
@@ -464,6 +480,7 @@ def main(argv=None):
         if args.jobs < 1:
             ap.error(f"--jobs {args.jobs}: need at least 1")
         plan = Plan(**{**PLAN.__dict__, "jobs": args.jobs, "preset": args.preset})
+        plan = with_beyond(plan) if args.beyond else plan
         command = "python -m coded_lib.companion.at_scale " + " ".join(argv if argv is not None else sys.argv[1:])
         run(args.out, args.runs, plan, args.only, args.next, args.data, command)
 
