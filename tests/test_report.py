@@ -281,7 +281,7 @@ def test_page_has_a_claim_row_for_every_id_and_links_only_existing_chapters(tmp_
     assert text.count("```{list-table}") == 3  # runs, claims, numbers
     assert "`runs/fm/results.csv`" in text
     runs_table = text.split("## The runs behind the numbers")[1].split("## ")[0]
-    assert "Every chapter ran on CPU: 2 cores, torch ?, source commit `abc`" in runs_table
+    assert "Every chapter ran on CPU: 2 cores, torch ? from source commit `abc` (2024-01-01 to 2024-01-01)." in runs_table
     assert "* - R1\n  - FM\n  - mini\n  - —\n  - [removal](notebooks/removal.ipynb) (1.5 min)" in runs_table
     # the gathered results are kept beside the page, and the page can be rewritten from them alone
     assert report.read_results(book / "results.csv")[0]["source"] == "fm/results.csv"

@@ -397,13 +397,21 @@ def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
     for r in beyond_rows(results):
         chapter_of.setdefault(_run_key(r), []).append(NOTEBOOK_OF[r["id"]])
     # where and from what every chapter ran: said once when all chapters share it, else per run
-    def where_from(p):
-        return f"{p.get('device', '?')}, torch {p.get('torch', '?')}, source commit `{p.get('commit', '?')}`"
+    # where and from what every chapter ran: said once for what all chapters share, else per run
+    machines = list(dict.fromkeys(f"{p.get('device', '?')}, torch {p.get('torch', '?')}" for p in provenance.values()))
+    commits = list(dict.fromkeys(p.get("commit", "?") for p in provenance.values()))
+    per_run = [k for k, v in (("device, torch", machines), ("source commit", commits)) if len(v) > 1]
+    shared = ([f"on {machines[0]}"] if len(machines) == 1 else []) + (
+        [f"from source commit `{commits[0]}`"] if len(commits) == 1 else [])
+    if shared:
+        md += ["Every chapter ran " + " ".join(shared) + (f" ({dates[0]} to {dates[-1]})." if dates else "."), ""]
 
-    origins = list(dict.fromkeys(where_from(p) for p in provenance.values()))
-    per_run = len(origins) > 1
-    if len(origins) == 1:
-        md += [f"Every chapter ran on {origins[0]}" + (f" ({dates[0]} to {dates[-1]})." if dates else "."), ""]
+    def origin(stems, column):
+        provs = [provenance[s] for s in stems if s in provenance]
+        if column == "source commit":
+            return "; ".join(dict.fromkeys(f"`{p.get('commit', '?')}`" for p in provs)) or "—"
+        return "; ".join(dict.fromkeys(f"{p.get('device', '?')}, torch {p.get('torch', '?')}" for p in provs)) or "—"
+
     rows = []
     for key, name in names.items():
         data, scale, seeds = key
@@ -411,11 +419,9 @@ def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
         where = ", ".join((f"[{s}](notebooks/{s}.ipynb)" if s in chapters else s)
                           + (f" ({_minutes(provenance[s].get('seconds'))})" if s in provenance else "")
                           for s in stems)
-        origin = "; ".join(dict.fromkeys(where_from(provenance[s]) for s in stems if s in provenance)) or "—"
-        rows.append([name, _md(data), _md(scale), seeds or "—"] + ([origin] if per_run else []) + [where])
-    md.append(_list_table(["run", "data", "model and scale", "seeds"] + (["device, torch, commit"] if per_run else [])
-                          + ["chapter (its wall time)"], rows,
-                          widths=[4, 22, 36, 5] + ([18] if per_run else []) + [15]))
+        rows.append([name, _md(data), _md(scale), seeds or "—"] + [origin(stems, c) for c in per_run] + [where])
+    md.append(_list_table(["run", "data", "model and scale", "seeds"] + per_run + ["chapter (its wall time)"], rows,
+                          widths=[4, 22, 36, 5] + [12] * len(per_run) + [15]))
     md += ["", "## The paper's claims", ""]
     rows, last = [], None
     for c in claims:
