@@ -87,7 +87,9 @@ def test_gpu_plan_budget_and_notebook_parameters():
     assert all(s.planned_s <= 8 * 60 for s in stages)
     assert sum(s.planned_s for s in stages) <= 20 * 60
     # every chapter of the book is in the edition, and every parameter the plan passes exists
-    assert sorted(s for s_ in stages for s in s_.notebooks) == sorted(reproduce.NOTEBOOKS)
+    # every chapter, the part "Beyond the paper" only as the optional last stage (run --beyond)
+    assert sorted(s for s_ in stages for s in s_.notebooks) == sorted(set(reproduce.NOTEBOOKS) - set(at_scale.BEYOND))
+    assert at_scale.stages(at_scale.with_beyond(at_scale.PLAN))[-1].notebooks == at_scale.BEYOND
     for stem, params in at_scale.PLAN.parameters.items():
         declared = papermill.inspect_notebook(str(REPO / "notebooks" / f"{stem}.ipynb"))
         assert set(params) <= set(declared), stem
@@ -132,10 +134,11 @@ def test_book_part_says_not_run_without_a_manifest(tmp_path):
     book = REPO / "book"
     toc = yaml.safe_load((book / "_toc.yml").read_text())
     captions = [p["caption"] for p in toc["parts"]]
-    assert captions.index("At scale") == captions.index("Experiments") + 1
+    assert captions.index("At scale") == captions.index("Beyond the paper") + 1 == captions.index("Experiments") + 2
     files = [c["file"] for c in toc["parts"][captions.index("At scale")]["chapters"]]
     assert files[0] == "at_scale/index"
-    assert sorted(files[1:]) == sorted(f"at_scale/{s}" for s in reproduce.NOTEBOOKS)
+    # the optional stage "Beyond the paper" (run --beyond) is not in the part
+    assert sorted(files[1:]) == sorted(f"at_scale/{s}" for s in reproduce.NOTEBOOKS if s not in at_scale.BEYOND)
     committed = (book / "at_scale" / "index.md").read_text()
     if not (book / "at_scale" / "manifest.json").exists():
         assert "has not been run yet" in committed
