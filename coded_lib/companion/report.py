@@ -331,7 +331,7 @@ def _list_table(header, rows, widths=None, css=""):
 
 
 BADGES = {paper.HOLDS: "success", paper.FAILS: "danger", paper.INCONCLUSIVE: "warning",
-          paper.NOT_HERE: "secondary"}
+          paper.NOT_HERE: "dark"}  # grey: "secondary" is orange in this theme, too close to "warning"
 
 
 def _badge(verdict):
@@ -382,7 +382,7 @@ def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
           "Verdicts are one-sided, in the direction the paper claims: {bdg-success}`holds` when our effect "
           "exceeds about two standard errors (SE), {bdg-danger}`does not hold` when it is that far the other "
           "way, {bdg-warning}`inconclusive` in between or when a comparison of trainings rests on fewer than "
-          f"{paper.MIN_SEEDS} seeds, {{bdg-secondary}}`not run here` for a claim about hardware the runs did "
+          f"{paper.MIN_SEEDS} seeds, {{bdg-dark}}`not run here` for a claim about hardware the runs did "
           "not use (or an experiment not run).", "",
           "The column *at scale* judges the same claims by the same rules on the GPU edition (part \"At "
           "scale\": the paper's CIFAR-10 network and recipe on all of Fashion-MNIST); it says "
