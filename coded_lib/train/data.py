@@ -282,7 +282,7 @@ def make_transform(name: str, train: bool, randaugment: str | None = None, rando
             # text lists them the other way round)
             if randaugment:
                 steps.append(_randaugment(randaugment, info.size, info.mean))
-            steps += [T.RandomCrop(info.size, padding=4), T.RandomHorizontalFlip()]
+            steps += [T.RandomCrop(info.size, padding=crop_flip(name)[0]), T.RandomHorizontalFlip()]
         steps += [T.ToTensor(), T.Normalize(info.mean, info.std)]
     else:
         # 28x28 grey tensors: torchvision's per-image transforms cost ~10x the work here
@@ -290,13 +290,19 @@ def make_transform(name: str, train: bool, randaugment: str | None = None, rando
         if train:
             if randaugment:  # first, as on CIFAR
                 steps += [T.ToPILImage(), _randaugment(randaugment, info.size, info.mean), T.PILToTensor()]
-            steps.append(PadCropFlip(2, flip=name != "digits"))  # a mirrored digit is another symbol
+            steps.append(PadCropFlip(*crop_flip(name)))
         steps.append(ToFloat(info.mean, info.std))
     if train and random_erasing > 0:
         from timm.data.random_erasing import RandomErasing
 
         steps.append(RandomErasing(random_erasing, mode="pixel", max_count=random_erasing_count, device="cpu"))
     return T.Compose(steps)
+
+
+def crop_flip(name: str) -> tuple[int, bool]:
+    """The training crop's zero padding (the paper's 4 on CIFAR, 2 on the 28x28 grey sets) and whether
+    a horizontal flip is drawn (not on digits: a mirrored digit is another symbol)."""
+    return (4 if name.startswith("cifar") else 2), name != "digits"
 
 
 class PadCropFlip:

@@ -44,6 +44,7 @@ from tqdm import tqdm
 from . import data
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, rng_state, save_checkpoint, set_rng_state, to_cpu
 from .presets import RUNTIME_FIELDS, Config, config_from_dict, get_config, parse_value
+from .resident import ResidentBatches, resident
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT, CONFIG, METRICS = "checkpoint.pt", "config.json", "metrics.csv"
@@ -218,18 +219,24 @@ def autocast(place_kind: str, cfg: Config):
     return nullcontext()
 
 
+def model_loss(model, x, y, mu: float, label_smoothing: float = 0.0):
+    """(loss of Eq. 6, logits): the forward pass and the loss, what ``compile=true`` compiles."""
+    out = model(x, y)
+    return F.cross_entropy(out.logits.float(), y, label_smoothing=label_smoothing) + mu * out.code_loss, out.logits
+
+
 def train_step(model, x, y, optimizer, mu: float, amp=None, scaler=None, xla: bool = False,
-               label_smoothing: float = 0.0):
+               label_smoothing: float = 0.0, loss_fn=model_loss):
     """One SGD step on the loss of Eq. 6 (its cross-entropy with ``label_smoothing``); returns
-    (loss, number correct), detached, on the device.
+    (loss, number correct), detached, on the device: nothing here waits for the device.
 
     ``model`` may be wrapped in DistributedDataParallel: the gradients are then averaged over
     processes, so that two processes on two halves of a batch make the update of one process
-    on the whole batch. On XLA, ``xm.optimizer_step`` does the same averaging.
+    on the whole batch. On XLA, ``xm.optimizer_step`` does the same averaging. ``loss_fn``:
+    :func:`model_loss`, or its torch.compile'd version.
     """
     with amp or nullcontext():
-        out = model(x, y)
-    loss = F.cross_entropy(out.logits.float(), y, label_smoothing=label_smoothing) + mu * out.code_loss
+        loss, logits = loss_fn(model, x, y, mu, label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:  # float16 on a GPU
         scaler.scale(loss).backward()
@@ -243,7 +250,7 @@ def train_step(model, x, y, optimizer, mu: float, amp=None, scaler=None, xla: bo
             xm.optimizer_step(optimizer)
         else:
             optimizer.step()
-    return loss.detach(), (out.logits.detach().argmax(1) == y).sum()
+    return loss.detach(), (logits.detach().argmax(1) == y).sum()
 
 
 class NonFiniteLoss(RuntimeError):
@@ -260,19 +267,50 @@ def check_finite(values: dict, where: str, cfg: Config) -> None:
                             f"(now {cfg.mu:g}); nothing of the diverged epoch was saved")
 
 
+# training steps between two read-outs of the running loss and accuracy (each waits for the device)
+READ_EVERY = 50
+
+
+def read_out(sums, place: Place, cfg: Config, where: str, bar=None) -> list[float]:
+    """The epoch's running sums [loss * n, correct, n], summed over the processes and read from the
+    device: every READ_EVERY steps and at the epoch's end, the training loop's only waits for the
+    device. A diverged run stops here."""
+    s = _reduce_sum(sums, place).tolist()
+    check_finite({"training loss": s[0]}, where, cfg)
+    if bar is not None:
+        bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}")
+    return s
+
+
+def compiled(fn, cfg: Config, kind: str):
+    """``fn`` torch.compile'd when ``cfg.compile`` (backend $CODED_COMPILE_BACKEND, default inductor;
+    the tests use aot_eager), else ``fn``. XLA compiles its graphs itself: there it is ignored."""
+    if not cfg.compile:
+        return fn
+    if kind == "xla":
+        print("compile=true is ignored on XLA (torch_xla compiles the step's graph itself)", file=sys.stderr)
+        return fn
+    return torch.compile(fn, backend=os.environ.get("CODED_COMPILE_BACKEND", "inductor"))
+
+
 @torch.no_grad()
-def evaluate(model, loader, place: Place, amp=None) -> dict:
-    """Validation: cross-entropy, accuracy, coding loss (Eq. 5 summed over blocks) and every early decoder's accuracy (Eq. 7)."""
+def evaluate(model, loader, place: Place, amp=None, forward=None) -> dict:
+    """Validation: cross-entropy, accuracy, coding loss (Eq. 5 summed over blocks) and every early decoder's accuracy (Eq. 7).
+
+    ``forward``: the model's compiled version, used for the batches of the first batch's size (the
+    last, smaller one runs eagerly: it would compile a second graph)."""
     from ..decoders import early_decode
 
     model.eval()
     blocks = model.coded_blocks
     # float32 sums (exact counts up to 2^24 samples): TPUs have no float64
     sums = torch.zeros(4 + len(blocks), device=place.device)
+    full = None
     for x, y in loader:
         x, y = x.to(place.device, non_blocking=True), y.to(place.device, non_blocking=True)
+        full = full or len(y)
         with amp or nullcontext():
-            out = model(x, y)
+            out = (forward if forward is not None and len(y) == full else model)(x, y)
         parts = [torch.ones_like(y, dtype=torch.float32).sum(),
                  F.cross_entropy(out.logits.float(), y, reduction="sum"),
                  (out.logits.argmax(1) == y).sum(),
@@ -413,7 +451,10 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
     per_batch = cfg.batch_size // place.world
     loader_args = dict(seed=cfg.seed, num_workers=workers, rank=place.rank, world_size=place.world,
                        pin_memory=kind == "cuda")
-    train_loader = data.make_loader(train_ds, per_batch, True, **loader_args)
+    if resident(cfg):  # on the device once, augmented there (coded_lib.train.resident)
+        train_loader = ResidentBatches(train_ds, cfg.dataset, per_batch, cfg.seed, place.device, place.rank, place.world)
+    else:
+        train_loader = data.make_loader(train_ds, per_batch, True, **loader_args)
     val_loader = data.make_loader(val_ds, per_batch, False, **loader_args)
     steps = len(train_loader)
 
@@ -433,15 +474,18 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
     if kind == "cuda":
         torch.backends.cudnn.benchmark = True
 
+    generator = getattr(train_loader, "generator", None)  # the DataLoader's; ResidentBatches draws from (seed, epoch)
     if place.world == 1:
         if ckpt is not None:
-            set_rng_state(ckpt["rng"], train_loader.generator)
+            set_rng_state(ckpt["rng"], generator)
     train_iter, val_iter = train_loader, val_loader
     if kind == "xla":
         import torch_xla.distributed.parallel_loader as pl
 
-        train_iter = pl.MpDeviceLoader(train_loader, place.device)
+        if not isinstance(train_loader, ResidentBatches):
+            train_iter = pl.MpDeviceLoader(train_loader, place.device)
         val_iter = pl.MpDeviceLoader(val_loader, place.device)
+    loss_fn, forward = compiled(model_loss, cfg, kind), compiled(model, cfg, kind)
 
     show = progress and place.main
     # bars only on a terminal: in a notebook (papermill, the book) each refresh would become an
@@ -457,7 +501,10 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
             import torch_xla.core.xla_model as xm
 
             xm.set_rng_state((cfg.seed * 1000 + epoch) * 1000 + place.rank)  # DropSubNN masks on the device
-        data.set_epoch(train_loader, epoch)
+        if isinstance(train_loader, ResidentBatches):
+            train_loader.set_epoch(epoch)
+        else:
+            data.set_epoch(train_loader, epoch)
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         net.train()
@@ -467,7 +514,7 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
         for i, (x, y) in enumerate(train_iter):
             x, y = x.to(place.device, non_blocking=True), y.to(place.device, non_blocking=True)
             loss, correct = train_step(net, x, y, opt, cfg.mu, amp, scaler, xla=kind == "xla",
-                                       label_smoothing=cfg.label_smoothing)
+                                       label_smoothing=cfg.label_smoothing, loss_fn=loss_fn)
             sums += torch.stack([loss * len(y), correct.float(), torch.ones_like(loss) * len(y)])
             if kind == "xla":
                 # cut the graph here on every replica: a read-out on rank 0 alone (the progress bar)
@@ -476,22 +523,20 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
 
                 torch_xla.sync()
             bar.update(1)
-            if bars and (i % 10 == 9 or i == steps - 1):  # .item() waits for the device: not every step
-                s = sums.tolist()
-                check_finite({"training loss": s[0]}, f"at step {i + 1} of epoch {epoch + 1}", cfg)
-                bar.set_postfix(loss=f"{s[0] / s[2]:.3f}", acc=f"{s[1] / s[2]:.3f}")
+            if (i + 1) % READ_EVERY == 0 and i + 1 < steps:
+                read_out(sums, place, cfg, f"at step {i + 1} of epoch {epoch + 1}", bar if bars else None)
         bar.close()
         sched.step()  # per epoch, as the authors' schedules
         average_bn_stats(model, place)
-        s = _reduce_sum(sums, place).tolist()
+        s = read_out(sums, place, cfg, f"at the end of epoch {epoch + 1}")
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": s[0] / s[2], "train_acc": s[1] / s[2]}
-        row.update(evaluate(model, val_iter, place, amp))
+        row.update(evaluate(model, val_iter, place, amp, forward))
         check_finite({k: row[k] for k in ("train_loss", "val_loss", "code_loss")}, f"in epoch {epoch + 1}", cfg)
         row["epoch_time_s"] = time.perf_counter() - t0
         history.append(row)
         if place.main:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "rng": rng_state(train_loader.generator), "epoch": epoch + 1, "config": cfg.to_dict(),
+                     "rng": rng_state(generator), "epoch": epoch + 1, "config": cfg.to_dict(),
                      "history": history}
             save_checkpoint(to_cpu(state), ckpt_path)
             _write_metrics(run_dir / METRICS, history)
