@@ -3,39 +3,26 @@ without a host sync per step, on-device augmentation, and the XLA path's constan
 
 Counts of operators and compilations are behaviour (what runs), not time: the timings are in benchmarks/.
 """
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from coded_lib.models import build_model
-from coded_lib.train.loop import train_step
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.gpu_loop import step_ops, xla_compilations  # noqa: E402
+from coded_lib.train.loop import train_step  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-def top_level_aten_ops(fn) -> int:
-    """Number of aten operators one call of fn runs that no other aten operator called (what a GPU
-    launches kernels for, one or a few each), after a warm-up call; torch.profiler on the CPU."""
-    fn()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        fn()
-    return sum(e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
-               for e in prof.events())
-
-
-def _train_step_ops(name):
-    torch.manual_seed(0)
-    model = build_model(name).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    x, y = torch.randn(2, 3, 32, 32), torch.tensor([3, 7])
-    return top_level_aten_ops(lambda: train_step(model, x, y, opt, 6.0))
 
 
 def test_coded_training_step_runs_at_most_1_3_times_the_operators_of_plain():
     """The whole step as train_step runs it (forward, Eq. 6 loss, backward, SGD), batch 2: the coded
     ResNeXt-29's six coded blocks, DropSubNN and coding loss add at most 30 % to plain ResNeXt-29's
     operators (before issue 13: 1,535 vs 818, 1.88x). The count is the same on every run."""
-    plain, coded = _train_step_ops("resnext29_cifar10"), _train_step_ops("coded_resnext29_cifar10")
-    assert coded == _train_step_ops("coded_resnext29_cifar10")
+    plain, coded = step_ops("resnext29_cifar10"), step_ops("coded_resnext29_cifar10")
+    assert coded == step_ops("coded_resnext29_cifar10")
     assert coded / plain <= 1.3, (coded, plain)
 
 
@@ -158,32 +145,6 @@ def test_compiled_loop_compiles_once_per_mode_and_equals_eager(monkeypatch):
 
 # --- XLA ----------------------------------------------------------------------------------------------
 
-XLA_WORKER = """
-import json, sys
-from pathlib import Path
-import torch
-import torch_xla.debug.metrics as met
-from coded_lib.train import loop
-from coded_lib.train.presets import config_from_dict
-
-out = Path(sys.argv[1])
-compilations = []  # XLA compilations so far, before each training step
-real_step = loop.train_step
-
-def counted_step(model, *args, **kwargs):
-    data = met.metric_data("CompileTime")
-    compilations.append(data[0] if data else 0)
-    if len(compilations) == 4:  # the weights after 3 steps
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, out / "after3.pt")
-    return real_step(model, *args, **kwargs)
-
-loop.train_step = counted_step
-loop.READ_EVERY = 2  # the read-outs must not add graphs either
-loop._run(config_from_dict(json.loads(sys.argv[2])), out, "xla", False)  # one device, in-process
-json.dump(compilations, open(out / "compilations.json", "w"))
-"""
-
-
 def _after_3_steps_on_cpu(cfg, run_dir, monkeypatch):
     from coded_lib.train import loop
 
@@ -207,27 +168,13 @@ def test_xla_loop_compiles_two_step_graphs_and_makes_the_cpu_update(tmp_path, mo
     every tensor's 3-step update within 2 % of its size. This tiny network on 8 images is touchy:
     after 3 steps float32 and float64 on one CPU differ by 0.25 % of the update with mu = 0, by 6 %
     with the coding loss's 4th power (mu = 1), hence mu = 0 here (the energies still normalize)."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     from coded_lib.train.checkpoint import load_checkpoint
     from coded_lib.train.presets import get_config
 
     cfg = get_config("smoke", amp=False, p_drop=0.0, mu=0.0, epochs=1, batch_size=8, train_subset=48, val_subset=16,
                      lr=0.01)
-    script = tmp_path / "worker.py"
-    script.write_text(XLA_WORKER)
-    env = {**os.environ, "PJRT_DEVICE": "CPU", "OMP_NUM_THREADS": "1",
-           "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
     xla_run = tmp_path / "xla"
-    xla_cfg = json.dumps({**cfg.to_dict(), "device": "xla"})
-    r = subprocess.run([sys.executable, str(script), str(xla_run), xla_cfg], cwd=Path(__file__).parents[1], env=env,
-                       capture_output=True, text=True, timeout=480)
-    assert r.returncode == 0, r.stderr[-3000:]
-    compilations = json.loads((xla_run / "compilations.json").read_text())
+    compilations = xla_compilations(cfg, xla_run)["before_steps"]
     assert len(compilations) == 6 and compilations[2] > 0
     assert compilations[2:] == [compilations[2]] * 4, compilations
     assert load_checkpoint(xla_run / "checkpoint.pt")["epoch"] == 1
