@@ -19,6 +19,16 @@ from that one; a missing or short metrics.csv is rebuilt from the checkpoint's h
 On the CPU, with one process, a resumed run ends with the same weights as an uninterrupted one:
 the data order of an epoch depends on (seed, epoch) only, and the global random states (data
 augmentation, DropSubNN) are restored from the checkpoint.
+
+At the speed of its steps (issue 13): Fashion-MNIST, the digits and CIFAR without RandAugment are
+held on the device and cropped and flipped there a batch at a time (coded_lib.train.resident; their
+draws too depend on (seed, epoch) only); with RandAugment the DataLoader runs timm's on the host
+(pinned memory, non-blocking copies on a GPU). A step never waits for the device: the running loss
+and accuracy are summed there and read every READ_EVERY steps and at the epoch's end (read_out).
+``--set compile=true`` compiles the forward pass and the loss with torch.compile (one graph, compiled
+once for training and once for evaluation). On XLA: one process per device (one on Colab's v5e-1),
+MpDeviceLoader, ``torch_xla.sync()`` after each step, constant shapes (the last incomplete training
+batch is dropped), so that after its first two steps an epoch compiles nothing new.
 """
 from __future__ import annotations
 
