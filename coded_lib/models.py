@@ -298,7 +298,7 @@ class CodedResNeXt(nn.Module):
 
     With every stage at r = 1 it is plain ResNeXt (the paper's baseline, "control").
     ``schemes``: {stage name: CodingScheme or its codeword strings} replaces the coding scheme of
-    those coded stages (e.g. the semantic schemes of coded_lib.semantic); their shape must match.
+    those coded stages (e.g. the semantic schemes of coded_lib.beyond.semantic); their shape must match.
     """
 
     def __init__(self, arch: Arch, *, p_drop=0.1, loss_exponent=4, combine="sum", coding="loss",
@@ -525,25 +525,9 @@ def resnext_mini(**kwargs) -> CodedResNeXt:
     return _build(_plain(ARCHS["coded_resnext_mini"]), **kwargs)
 
 
-def is_resnext_mini(**kwargs):
-    """IS-ResNeXt (anytime prediction by thin sub-networks, seed 004) of :func:`resnext_mini`'s
-    widths: see :mod:`coded_lib.anytime` (imported here, on use: it builds on this module)."""
-    from .anytime import is_resnext_mini as build
-
-    return build(**kwargs)
-
-
-def is_resnext29_cifar10(**kwargs):
-    """IS-ResNeXt of :func:`resnext29_cifar10`'s widths: see :mod:`coded_lib.anytime`."""
-    from .anytime import is_resnext29_cifar10 as build
-
-    return build(**kwargs)
-
-
 MODELS = {f.__name__: f for f in (coded_resnext29_cifar10, resnext29_cifar10, coded_resnext29_cifar100,
                                   resnext29_cifar100, coded_resnext50_imagenet, resnext50_imagenet,
-                                  coded_resnext_mini, resnext_mini, is_resnext_mini,
-                                  is_resnext29_cifar10)}
+                                  coded_resnext_mini, resnext_mini)}
 
 
 def build_model(name: str, **overrides) -> CodedResNeXt:

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from coded_lib import semantic
+from coded_lib.beyond import semantic
 from coded_lib.analysis import anytime as anytime_analysis
 from coded_lib.analysis import conditional
 from coded_lib.analysis.cost import count_multiply_adds, multiply_adds_by_module
 from coded_lib.analysis.removal import removal_gaps
 from coded_lib.analysis.semantic import class_distances
-from coded_lib.anytime import bounds, is_resnext_mini
+from coded_lib.beyond.anytime import bounds, is_resnext_mini
 from coded_lib.coding import CodingScheme, scheme_for
 from coded_lib.decoders import early_decode
 from coded_lib.models import ARCHS, CodedResNeXt, _plain, build_model
@@ -233,7 +233,7 @@ def test_is_resnext_trains_on_the_anytime_loss():
     expected = sum(nn.functional.cross_entropy(lg, y) for lg in logits[:-1])
     assert torch.allclose(out.code_loss, expected) and torch.allclose(out.logits, logits[-1])
     with pytest.raises(ValueError, match="p_drop"):
-        build_model("is_resnext_mini", p_drop=0.1)
+        is_resnext_mini(p_drop=0.1)
 
 
 def _hand_multiply_adds(stem, stages, in_channels=1, size=28, classes=10, density=None):

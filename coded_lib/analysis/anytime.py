@@ -2,7 +2,7 @@
 
 * a Coded ResNeXt's early decoders used as exits: stop after coded block l and take its early
   decoder's class (Eq. 7);
-* the thin sub-networks of an IS-ResNeXt (coded_lib.anytime, seed 004), each counted with its
+* the thin sub-networks of an IS-ResNeXt (coded_lib.beyond.anytime, seed 004), each counted with its
   structurally zero weights skipped;
 * a plain ResNeXt, which has one operating point.
 """

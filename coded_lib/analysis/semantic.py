@@ -1,4 +1,4 @@
-"""Class distances from a trained network, for the semantic coding schemes of coded_lib.semantic."""
+"""Class distances from a trained network, for the semantic coding schemes of coded_lib.beyond.semantic."""
 from __future__ import annotations
 
 import numpy as np

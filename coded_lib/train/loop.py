@@ -186,11 +186,11 @@ def seed_all(seed: int) -> None:
 
 def build_model_for(cfg: Config):
     """The config's model, sized for its data set (classes, input channels)."""
-    from ..models import build_model
+    from .presets import trainable_models
 
     info = data.INFO[cfg.dataset]
-    return build_model(cfg.model, num_classes=info.num_classes, in_channels=info.in_channels,
-                       **cfg.model_overrides())
+    return trainable_models()[cfg.model](num_classes=info.num_classes, in_channels=info.in_channels,
+                                         **cfg.model_overrides())
 
 
 def lr_at(epoch: int, cfg: Config) -> float:

@@ -68,7 +68,7 @@ class Config:
     coding: str = "loss"
     skip: bool = True
     ratios: dict | None = None
-    schemes: dict | None = None  # {stage: [codeword strings]}: coding schemes of one's own (coded_lib.semantic)
+    schemes: dict | None = None  # {stage: [codeword strings]}: coding schemes of one's own (coded_lib.beyond.semantic)
     train_subset: int | None = None
     val_subset: int | None = None
     randaugment: str | None = None
@@ -107,6 +107,16 @@ class Config:
 
 def _fail(name, value, allowed):
     raise ValueError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+
+
+def trainable_models() -> dict:
+    """Every network a run can train, by name: the paper's (``coded_lib.models.MODELS``) and, beyond
+    the paper, the IS-ResNeXt (``coded_lib.beyond.anytime.MODELS``). Imported on call: presets stay
+    importable without building models."""
+    from ..beyond.anytime import MODELS as BEYOND
+    from ..models import MODELS
+
+    return {**MODELS, **BEYOND}
 
 
 def validate(cfg: Config) -> None:
@@ -164,10 +174,9 @@ def validate(cfg: Config) -> None:
         _fail("num_workers", cfg.num_workers, "an integer >= 0 or None")
     if cfg.randaugment is not None and not cfg.randaugment.startswith("rand-"):
         _fail("randaugment", cfg.randaugment, "a timm RandAugment string such as 'rand-m4-n3', or None")
-    from ..models import MODELS  # here, not at the top: presets stay importable without building models
-
-    if cfg.model not in MODELS:
-        _fail("model", cfg.model, sorted(MODELS))
+    models = trainable_models()
+    if cfg.model not in models:
+        _fail("model", cfg.model, sorted(models))
     if cfg.ratios is not None and not all(isinstance(k, str) for k in cfg.ratios):
         _fail("ratios", cfg.ratios, "a dict stage name -> 'n_act/N', e.g. {'c3': '4/10'}")
 

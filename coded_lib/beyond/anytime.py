@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .models import ARCHS, Arch, CodedResNeXt, ModelOutput, _plain
+from ..models import ARCHS, Arch, CodedResNeXt, ModelOutput, _plain
 
 
 def bounds(c: int, widths: int) -> list[int]:
@@ -163,3 +163,7 @@ def is_resnext(arch_name: str, widths: int = 5, num_classes: int | None = None, 
     arch = replace(arch, num_classes=num_classes or arch.num_classes, in_channels=in_channels or arch.in_channels,
                    dataset=None)
     return ISResNeXt(arch, widths, bn_momentum)
+
+
+# The networks of this module a run can train by name (coded_lib.train.presets.trainable_models).
+MODELS = {f.__name__: f for f in (is_resnext_mini, is_resnext29_cifar10)}

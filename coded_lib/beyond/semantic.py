@@ -19,7 +19,7 @@ import itertools
 
 import numpy as np
 
-from .coding import CodingScheme, _check_shape, scheme_for
+from ..coding import CodingScheme, _check_shape, scheme_for
 
 def even_groups(distances, n_groups: int, seed: int = 0) -> list[list[int]]:
     """SSAL's clustering (supplement, section A): the K labels in ``n_groups`` groups of even size.
