@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import notebook as nb
+from .edition import source_commit
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "book" / "at_scale"
@@ -302,20 +303,6 @@ def _now() -> str:
 
 # --- the edition's files -------------------------------------------------------------------------
 
-def _git(*args) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-
-
-def source_commit() -> str:
-    commit = _git("rev-parse", "HEAD")
-    if not commit:
-        return "unknown (not a git checkout)"
-    return commit + (" + uncommitted changes" if _git("status", "--porcelain", "--", "coded_lib", "notebooks") else "")
-
-
 def device_name() -> str:
     import torch
 
@@ -362,7 +349,7 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
         (out / RUN_FILES / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(runs_dir / rel, out / RUN_FILES / rel)
     manifest = {
-        "preset": plan.preset, "source_commit": source_commit(), "device": device_name(),
+        "preset": plan.preset, "source_commit": source_commit(short=False), "device": device_name(),
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
         "packages": package_versions(),
         "command": command or "python -m coded_lib.companion.at_scale run",

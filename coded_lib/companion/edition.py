@@ -121,9 +121,9 @@ def _git(*args) -> str:
         return ""
 
 
-def source_commit() -> str:
+def source_commit(short: bool = True) -> str:
     """The commit the notebooks run from; '+ changes' when coded_lib/ or notebooks/ differ from it."""
-    commit = _git("rev-parse", "--short=10", "HEAD")
+    commit = _git("rev-parse", *(["--short=10"] if short else []), "HEAD")
     if not commit:
         return "unknown (not a git checkout)"
     dirty = _git("status", "--porcelain", "--", "coded_lib", "notebooks")
