@@ -169,4 +169,4 @@ def test_dashboard_at_scale_column(tmp_path):
     table = claims_table(report.comparison_markdown([], at_scale=rows))
     assert "  - +0.50 ± 0.10 (SE, 3 seeds each) {bdg-success}`holds`\n" in table
     assert "not run yet" not in table
-    assert table.count("{bdg-secondary}`not run here`") == 2 * len(paper.claims()) - 1  # ours and at scale
+    assert table.count(report._badge(paper.NOT_HERE)) == 2 * len(paper.claims()) - 1  # ours and at scale
