@@ -81,13 +81,18 @@ def test_a_diverging_run_stops_before_saving_the_epoch(capsys, tmp_path):
 def test_ctrl_c_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "i"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "coded_lib.train", *TINY[:-1], "--set", "epochs=200", "--run-dir", str(run_dir)]
+    # far more epochs than it can run before the signal: a tiny epoch takes milliseconds, and 200 of
+    # them once finished before a descheduled test could send it (exit 0 in CI)
+    cmd = [sys.executable, "-m", "coded_lib.train", *TINY[:-1], "--set", "epochs=1000000", "--run-dir", str(run_dir)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=60)[1].decode()
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1].decode()
+    finally:
+        proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err
     assert f"run the same command again to resume {run_dir} from its last checkpoint" in err
 
