@@ -193,7 +193,10 @@ def _kill_mid_epoch_2(cmd, run_dir):
     """Start ``cmd``, wait until epoch 1 is checkpointed (its line is printed after the checkpoint and
     metrics.csv are written; progress bars show on a terminal only), let epoch 2 run for 0.1 s, SIGKILL it.
     Returns the seconds epoch 2 ran before the kill."""
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    # every checkpoint write pauses 3 s (the test hook): epoch 2 can never be checkpointed before the
+    # kill, however fast its steps run, so the kill lands in epoch 2's steps or in its write
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(CODED_TEST_SLOW_CHECKPOINT="3"), stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
     seen, steps = [], None
 
     def read():
