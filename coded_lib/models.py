@@ -111,16 +111,17 @@ class CodedConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, weight, keep, drop, active, n, norm_paths):
+    def forward(ctx, h, weight, keep, drop, active, n, norm_paths, gram=None, wc=None, pixels=None):
         b, _, hh, ww = h.shape
         dtype = torch.float64 if h.dtype == torch.float64 else torch.float32  # energies in float32 under bf16
         summed = weight.shape[1] == h.shape[1]
         with torch.autocast(h.device.type, enabled=False):
-            w = _as(weight, dtype)
-            w = w.view(w.shape[0], n, -1) if summed else w.view(n, -1, w.shape[1])
             spec = "knd" if summed else "nkd"
-            wc = w / (w.shape[0 if summed else 1] * hh * ww)  # W_n / (k P)
-            gram = torch.einsum(f"{spec},{spec.replace('d', 'e')}->nde", w, wc).view(-1, w.shape[2], 1, 1)
+            # given by the network for a run of like blocks at once (checked: for P = H*W pixels, in this dtype)
+            if gram is None:
+                gram, wc = _grams(weight, n, summed, hh * ww, dtype)
+            elif pixels != hh * ww or gram.dtype != dtype:
+                raise ValueError(f"grams for {pixels} pixels in {gram.dtype}; this block has {hh * ww} in {dtype}")
             hf = _as(h, dtype)
             h5 = hf.reshape(b, n, -1, hh, ww)
             g = F.conv2d(hf, gram, groups=n)  # G_n h_n, laid out as h
@@ -177,7 +178,20 @@ class CodedConv(torch.autograd.Function):
             spec = ctx.spec
             grad_gram = torch.einsum(f"{spec.replace('d', 'e')},nde->{spec}", wc, grad_gram.view(n, -1, gram.shape[1]))
             grad_w = torch.add(grad_w, grad_gram.reshape(grad_w.shape), alpha=2)
-        return _as(grad_h, h.dtype), _as(grad_w, weight.dtype), None, None, None, None, None
+        return _as(grad_h, h.dtype), _as(grad_w, weight.dtype), None, None, None, None, None, None, None, None
+
+
+def _grams(weight, n, summed, pixels, dtype):
+    """(G, W / (k P)) of CodedConv: the Gram matrices as a grouped 1x1 conv weight [N*d, d, 1, 1] and
+    conv3's weight as [C_out, N, d] (or [N, C_out/N, d], T-concat), both divided by k P. ``weight``
+    may have leading dimensions (the conv3 weights of several blocks stacked), kept in front of both."""
+    lead = weight.shape[:-4]
+    w = _as(weight, dtype)
+    w = w.view(*lead, w.shape[-4], n, -1) if summed else w.view(*lead, n, -1, w.shape[-3])
+    spec = "knd" if summed else "nkd"
+    wc = w / (w.shape[-3 if summed else -2] * pixels)  # W_n / (k P)
+    gram = torch.einsum(f"...{spec},...{spec.replace('d', 'e')}->...nde", w, wc)
+    return gram.view(*lead, -1, w.shape[-1], 1, 1), wc
 
 
 def _as(t: torch.Tensor, dtype) -> torch.Tensor:
@@ -246,12 +260,13 @@ class ResNeXtBlock(nn.Module):
         f = factor.to(h.dtype).view(b, -1, 1, 1, 1)
         return (h.view(b, -1, self.d, hh, ww) * f).view(b, -1, hh, ww)
 
-    def forward(self, x, keep=None, drop=None, targets=None):
+    def forward(self, x, keep=None, drop=None, targets=None, grams=None):
         """Returns (output, normalized energies [B, N, 1, 1, 1] or None: the network flattens all
         blocks' at once, one operator instead of one per block).
 
         keep: [B, N] 0/1, subNNs removed before normalization. drop: [B, N] (or [B, N, 1, 1, 1])
         DropSubNN mask, already scaled by 1/(1-p). targets: needed by ``coding="detach"`` in training.
+        grams: (G, W / (k P), P) of conv3, computed by the network for several blocks at once (see _grams).
         """
         identity = x if self.downsample is None else self.downsample(x)
         h = self.hidden(x)
@@ -264,7 +279,7 @@ class ResNeXtBlock(nn.Module):
                 # weights, or to conv3's); the gradient still reaches them through Eq. 3's mean energy
                 # (it divides the active outputs too) and through the coding loss, which is kept
                 active = F.embedding(targets, self.codewords)
-            out, energies = CodedConv.apply(h, self.conv3.weight, keep, drop, active, self.n, self.norm_paths)
+            out, energies = CodedConv.apply(h, self.conv3.weight, keep, drop, active, self.n, self.norm_paths, *(grams or ()))
         else:
             for factor in (keep, drop):
                 if factor is not None:
@@ -362,8 +377,8 @@ class CodedResNeXt(nn.Module):
             if bad:
                 raise ValueError(f"subnn_mask names coded blocks {bad}; this model has {len(self.coded_blocks)} (0..{len(self.coded_blocks) - 1})")
         out = self.stem(x)
-        energies, drop, prev = [], None, None
-        for b in self.blocks:
+        energies, drop, prev, grams = [], None, None, {}
+        for i, b in enumerate(self.blocks):
             if not b.coded:
                 out, _ = b(out)
                 prev = None
@@ -376,7 +391,9 @@ class CodedResNeXt(nn.Module):
             else:
                 drop = None
             keep = subnn_mask.get(b.index) if subnn_mask else None
-            out, e = b(out, keep=keep, drop=drop, targets=targets)
+            if isinstance(b, ResNeXtBlock) and b.index not in grams:
+                grams.update(self._run_grams(self._like_run(i), out))
+            out, e = b(out, keep=keep, drop=drop, targets=targets, **({"grams": grams[b.index]} if b.index in grams else {}))
             energies.append(e)
             prev = b
         logits = self.head(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
@@ -385,6 +402,29 @@ class CodedResNeXt(nn.Module):
         flat = torch.cat(energies, 1).flatten(1)  # [B, sum of the blocks' N]
         energies = list(flat.split([e.shape[1] for e in energies], 1))
         return ModelOutput(logits=logits, code_loss=self.code_loss(flat, energies, targets), energies=energies)
+
+    def _like_run(self, i):
+        """Block i and the coded blocks right after it with like conv3s and inputs of its size (a stage's)."""
+        run = [self.blocks[i]]
+        for b in self.blocks[i + 1:]:
+            if not (isinstance(b, ResNeXtBlock) and b.coded and b.conv2.stride == (1, 1)
+                    and (b.n, b.combine, b.conv3.weight.shape) == (run[0].n, run[0].combine, run[0].conv3.weight.shape)):
+                break
+            run.append(b)
+        return run
+
+    @staticmethod
+    def _run_grams(run, x):
+        """{block index: CodedConv's (G, W / (k P), P)} for a run of blocks with like conv3s, x the first one's
+        input: their Gram matrices at once, one einsum for the run (a lone block computes its own)."""
+        if len(run) == 1:
+            return {}
+        stride = run[0].conv2.stride[0]
+        pixels = ((x.shape[2] - 1) // stride + 1) * ((x.shape[3] - 1) // stride + 1)  # after conv2: 3x3, padding 1
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):  # CodedConv gives conv3's gradient
+            gram, wc = _grams(torch.stack([b.conv3.weight for b in run]), run[0].n, run[0].combine == "sum", pixels, dtype)
+        return {b.index: (g, w, pixels) for b, g, w in zip(run, gram, wc)}
 
     def code_loss(self, flat, energies, targets):
         """Eq. 5 summed over the coded blocks (0 without targets), from their energies side by side
