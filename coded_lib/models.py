@@ -94,13 +94,15 @@ class CodedConv(torch.autograd.Function):
     """The coded half of a block, Eq. 2-3 then conv3, as one autograd node with a hand-written
     backward. Written with autograd's operators, the energies, the normalization and the masks took
     ~100 small operators per block and training step, on which a GPU waits at the paper's batch
-    sizes (issue 13); here they take ~40, and every tensor keeps h's memory format (channels-last).
+    sizes (issue 13); here they take 30 besides conv3's own (12 forward, 18 backward, where the network
+    gives the Gram matrices), and every tensor keeps h's memory format (channels-last).
 
-    ``apply(h, weight, keep, drop, active, n, norm_paths)``: h [B, N*d, H, W], the hidden activation;
+    ``apply(h, weight, keep, drop, active, n, norm_paths[, gram, wc, pixels])``: h [B, N*d, H, W], the hidden activation;
     weight, conv3's: dense [C_out, N*d, 1, 1] (the paper's sum) or grouped [C_out, d, 1, 1] (T-concat);
     keep [B, N] 0/1 (subNNs removed before the normalization) or None; drop [B, N] or [B, N, 1, 1, 1]
     (DropSubNN, scaled by 1/(1-p)) or None; active [B, N] 0/1 or None: T-detach, the outputs of the
-    paths where it is 0 pass no gradient. Returns ``(conv3(h * s), E)``, s = keep * drop / sqrt(m)
+    paths where it is 0 pass no gradient; gram, wc: :func:`_grams` for P = pixels (computed here if not
+    given: the network gives those of a stage's blocks at once). Returns ``(conv3(h * s), E)``, s = keep * drop / sqrt(m)
     per sample and path, and E [B, N, 1, 1, 1] float32, the normalized energies E(t̄_n) = E(t_n) / m.
 
     With W_n path n's slice of conv3 (k = C_out rows, or C_out/N for T-concat) and P = H*W pixels,
