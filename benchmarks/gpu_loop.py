@@ -60,7 +60,7 @@ def step_ops(name: str, batch: int = 2, input_size=(3, 32, 32), part: str = "ste
 
 
 def bench_ops() -> list[dict]:
-    """Item 1: operators per training step, ResNeXt-29 CIFAR-10, batch 2 (target: coded / plain <= 1.3,
+    """Item 6: operators per training step, ResNeXt-29 CIFAR-10, batch 2 (target: coded / plain <= 1.3,
     counted as a GPU launches them: the step with foreach SGD), and the same with the CPU's SGD, and
     without the optimizer: forward and backward, forward alone."""
     rows = []
