@@ -84,7 +84,10 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     # far more epochs than it can run before the signal: a tiny epoch takes milliseconds, and 200 of
     # them once finished before a descheduled test could send it (exit 0 in CI)
     cmd = [sys.executable, "-m", "coded_lib.train", *TINY[:-1], "--set", "epochs=1000000", "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    # SIGINT back to its default in the child: a test run started in the background by a non-interactive
+    # shell (as CI may be) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
