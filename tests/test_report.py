@@ -301,3 +301,8 @@ def test_side_by_side_frame(tmp_path):
     assert df.iloc[0]["ours"] == "4: 90.1; 2: 89" and df.iloc[0]["paper (data)"].startswith("4: 94.4")
     assert df.iloc[0]["note"] == "one seed"
     assert len(report.side_by_side(tmp_path / "none")) == len(report.comparison_lines([]))
+
+
+def test_difference_of_two_independent_estimates_by_hand():
+    # (5 ± 3) − (1 ± 4): 4 ± 5, the 3-4-5 triangle
+    assert paper.difference((5.0, 3.0), (1.0, 4.0)) == (4.0, 5.0)

@@ -269,6 +269,11 @@ def mean_se(values):
     return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
 
 
+def difference(a, b):
+    """(mean, SE) of a − b for two independent estimates a = (mean, SE) and b = (mean, SE) (Welch)."""
+    return a[0] - b[0], (a[1] ** 2 + b[1] ** 2) ** 0.5
+
+
 def binomial_se(p, n):
     """Standard error of an accuracy p (a fraction) measured on n images."""
     import math
