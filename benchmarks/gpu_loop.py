@@ -264,6 +264,10 @@ def bench_gpu(rows, device, rounds: int = 5, steps: int = 10) -> list[dict]:
     torch.backends.cudnn.benchmark = True  # as coded_lib.train on a GPU
     for label, (plain, coded, size), batch, precision, channels_last, compile_, with_naive in rows:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
+        if compile_:
+            # each row compiles afresh: model_loss's cache would otherwise hold the earlier rows' graphs
+            # (other models, another batch size) and count them against dynamo's recompile limit
+            torch._dynamo.reset()
         torch.manual_seed(0)
         models = {"plain": build_model(plain), "coded": build_model(coded)}
         if with_naive:

@@ -410,3 +410,20 @@ def test_sweep_reads_final_metrics(tmp_path, monkeypatch):
     assert table.early_acc_2.tolist() == [0.4, 0.4] and (table.epoch == 2).all()
     with pytest.raises(ValueError):
         analysis.sweep("fashion_mnist", "mu", [1], base_overrides={"mu": 2})
+
+
+def test_removal_table_reads_percent_and_marks_impossible_k():
+    """Block 0 of the curves (N_act = 3 active, 1 inactive subNN): rows k = 0..3, percent, and "–"
+    for k = 2, 3 inactive ones (the block has one); blocks numbered from 1 as the chapters name them."""
+    import pandas as pd
+
+    from coded_lib.analysis import removal_table
+
+    rows = [("active", 0, 0.904), ("active", 1, 0.871), ("active", 2, 0.55), ("active", 3, 0.1234),
+            ("inactive", 0, 0.904), ("inactive", 1, 0.899)]
+    table = removal_table(pd.DataFrame([{"block": 0, "kind": kind, "k": k, "accuracy": a, "std": 0.0}
+                                        for kind, k, a in rows]))
+    assert list(table.columns) == ["active", "inactive"]
+    assert list(table.index) == [(1, 0), (1, 1), (1, 2), (1, 3)]
+    assert table["active"].tolist() == [90.4, 87.1, 55.0, 12.3]
+    assert table["inactive"].tolist() == [90.4, 89.9, "–", "–"]

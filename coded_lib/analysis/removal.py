@@ -72,3 +72,13 @@ def removal_gaps(curves: pd.DataFrame) -> dict[int, float]:
         k_max = min(acc[(b, "active")].index.max(), acc[(b, "inactive")].index.max())
         gaps[int(b)] = float(acc[(b, "inactive")].loc[1:k_max].mean() - acc[(b, "active")].loc[1:k_max].mean())
     return gaps
+
+
+def removal_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """:func:`removal_curves` as a table to read: accuracy (%) per coded block (numbered from 1, as
+    the chapters name them) and k, one column per kind; "–" where a block has fewer than k subNNs
+    of that kind (k > N_act for active ones), so that no cell reads as a missing measurement."""
+    table = curves.assign(block=curves.block + 1, accuracy=(100 * curves.accuracy).round(1)).pivot(
+        index=["block", "k"], columns="kind", values="accuracy")
+    table.index.names, table.columns.name = ["coded block", "k removed"], None
+    return table.astype(object).where(table.notna(), "–")
