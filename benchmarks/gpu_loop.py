@@ -25,14 +25,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 # --- operators --------------------------------------------------------------------------------------
 
+def _profiled(fn, warm_up: int = 1):
+    """torch.profiler's CPU events of one call of fn, after ``warm_up`` calls."""
+    for _ in range(warm_up):
+        fn()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return prof.events()
+
+
+def _top_level_aten(events) -> int:
+    return sum(e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
+               for e in events)
+
+
 def top_level_aten_ops(fn) -> int:
     """Number of aten operators one call of fn runs that no other aten operator called (what a GPU
     launches kernels for, one or a few each), after a warm-up call; torch.profiler on the CPU."""
-    fn()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        fn()
-    return sum(e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
-               for e in prof.events())
+    return _top_level_aten(_profiled(fn))
 
 
 def step_ops(name: str, batch: int = 2, input_size=(3, 32, 32), part: str = "step", foreach: bool = True) -> int:
@@ -79,13 +89,9 @@ def compiled_step_kernels(name: str, batch: int = 2, input_size=(3, 32, 32)) -> 
     torch._dynamo.reset()
     loss_fn = torch.compile(loop.model_loss, backend="inductor")
     with inductor_config.patch({"cpp.enable_kernel_profile": True}):
-        for _ in range(2):  # compiles the forward and backward graphs on the first call
-            loop.train_step(model, x, y, opt, 6.0, loss_fn=loss_fn)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            loop.train_step(model, x, y, opt, 6.0, loss_fn=loss_fn)
-    events = prof.events()
-    aten = sum(e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
-               for e in events)
+        # the first call compiles the forward graph, its backward the backward graph
+        events = _profiled(lambda: loop.train_step(model, x, y, opt, 6.0, loss_fn=loss_fn), warm_up=2)
+    aten = _top_level_aten(events)
     # inductor names each generated kernel of graph i "graph_i_cpp_fused_..." (one event per call)
     inductor = sum(e.name.startswith("graph_") and "_cpp_fused" in e.name for e in events)
     return {"aten": aten, "inductor": inductor, "total": aten + inductor}

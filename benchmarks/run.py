@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO))  # `python benchmarks/run.py` from a clone: find c
 from benchmarks import gpu_loop  # noqa: E402
 from benchmarks.naive_block import naive_model  # noqa: E402
 from coded_lib import coding  # noqa: E402
+from coded_lib.companion import paper  # noqa: E402
 from coded_lib.train import data  # noqa: E402
 from coded_lib.analysis.cost import count_multiply_adds  # noqa: E402
 from coded_lib.models import count_parameters  # noqa: E402
@@ -70,9 +71,9 @@ TRAIN_PAIRS = [("resnext_mini", "coded_resnext_mini", (1, 28, 28), (32, 128), 7)
 # (model, input size, rounds)
 BINARY_MODELS = [("coded_resnext_mini", (1, 28, 28), 5), ("coded_resnext29_cifar10", (3, 32, 32), 3)]
 
-# (data set, ratio, K, N, N_act, the paper's H_min, S_min, S_max): SPEC §1.2
-PAPER_SCHEMES = [("cifar100", "8/20", 100, 20, 8, 8, 40, 40), ("cifar100", "4/20", 100, 20, 4, 4, 20, 20),
-                 ("imagenet", "16/32", 1000, 32, 16, 10, 499, 501), ("imagenet", "8/32", 1000, 32, 8, 6, 249, 251)]
+# (data set, ratio, K, N, N_act, the paper's H_min, S_min, S_max) of the schemes the paper does not print
+PAPER_SCHEMES = [(dataset.lower().replace("-", ""), ratio, k, n, int(ratio.split("/")[0]), h, s_min, s_max)
+                 for dataset, ratio, k, n, h, s_min, s_max, where in paper.SCHEMES if where == "not printed"]
 
 
 # --- measuring ---------------------------------------------------------------------------------
