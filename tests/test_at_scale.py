@@ -170,3 +170,17 @@ def test_dashboard_at_scale_column(tmp_path):
     assert "  - +0.50 ± 0.10 (SE, 3 seeds each) {bdg-success}`holds`\n" in table
     assert "not run yet" not in table
     assert table.count(report._badge(paper.NOT_HERE)) == 2 * len(paper.claims()) - 1  # ours and at scale
+
+
+def test_the_plan_trains_the_ablation_variants_the_notebook_opens():
+    """The GPU edition trains ahead exactly the run folders the ablations chapter opens for its fixed
+    variants (once it trained T-detach without mu = 0, folders the chapter never read)."""
+    from coded_lib.companion import notebook as nb
+
+    p = at_scale.PLAN.parameters["ablations"]
+    planned = {at_scale.folder_name(pr, o) for s in at_scale.stages(at_scale.PLAN) for pr, o in s.runs}
+    opened = {nb.run_folder(at_scale.PLAN.preset, **p["ablation_overrides"], **v, seed=seed).name
+              for v in nb.ABLATION_VARIANTS.values() for seed in p.get("seeds", [0])}
+    assert opened <= planned
+    assert {"fashion_mnist_at_scale-coding=detach_epochs=3_mu=0.0",
+            "fashion_mnist_at_scale-coding=detach_epochs=3_mu=0.0_skip=False"} <= planned

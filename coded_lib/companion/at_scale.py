@@ -52,8 +52,6 @@ MAX_KEPT_BYTES = 1_000_000
 # scikit-learn and matplotlib itself. seaborn comes without its dependencies (numpy, pandas, matplotlib).
 WHEELS = ("papermill", "ipykernel", "setuptools>=64", "wheel")
 WHEELS_NO_DEPS = ("seaborn",)
-# notebooks/ablations.ipynb's fixed variants (combine, coding, skip), trained ahead like its grids
-ABLATION_VARIANTS = ({"combine": "concat"}, {"coding": "detach"}, {"coding": "detach", "skip": False})
 
 
 @dataclass(frozen=True)
@@ -123,7 +121,7 @@ def _ablation_runs(plan: Plan) -> tuple[list, list]:
     grids = [{**b, "mu": v} for b in bases for v in p["mu_values"]]
     grids += [{**b, "p_drop": v} for b in bases for v in p["pdrop_values"]]
     other = ([{**b, "loss_exponent": v} for b in bases for v in p["exponents"]]
-             + [{**b, **v} for b in bases for v in ABLATION_VARIANTS]
+             + [{**b, **v} for b in bases for v in nb.ABLATION_VARIANTS.values()]
              + [{**b, "ratios": v} for b in bases for v in p["ratios"]])
     return _unique(plan.preset, grids), _unique(plan.preset, other, exclude=grids)
 

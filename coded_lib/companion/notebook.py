@@ -188,6 +188,14 @@ def changed(preset: str, **overrides) -> dict:
     return {k: v for k, v in overrides.items() if base[k] != v}
 
 
+# The ablations chapter's fixed variants (T-concat; T-detach as appendix E, detaching *instead of* the
+# coding loss, with and without skip connections): the notebook trains them, and the GPU edition
+# (companion.at_scale) trains the same run folders ahead of it.
+ABLATION_VARIANTS = {"sum, coding loss (ours)": {}, "concat, coding loss": {"combine": "concat"},
+                     "sum, detach, with skips": {"coding": "detach", "mu": 0.0},
+                     "sum, detach, without skips": {"coding": "detach", "mu": 0.0, "skip": False}}
+
+
 def baseline(preset: str) -> tuple[str, dict]:
     """(preset, overrides) of the plain ResNeXt twin of ``preset``: ``<preset>_baseline`` where it
     exists, else the same recipe with the plain model, mu = 0 and p_drop = 0."""
