@@ -248,3 +248,35 @@ def test_papermill_parameters_are_parsed_and_typos_refused(tmp_path, monkeypatch
         with pytest.raises(papermill.PapermillExecutionError, match=message):
             papermill.execute_notebook(tmp_path / "t.ipynb", tmp_path / "o.ipynb", cwd=str(tmp_path),
                                        progress_bar=False, parameters=params)
+
+
+REDUCE_WORKER = """
+import sys, torch, torch.distributed as dist
+from coded_lib.train.loop import Place, _reduce_sum
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+place = Place(torch.device("cpu"), "cpu", rank=rank, world=2, ddp=True)
+sums = torch.tensor([rank + 1.0, 10.0 * (rank + 1)])
+first = _reduce_sum(sums, place)     # a read-out after 50 steps
+sums += 1                            # the next steps add to the running sums
+second = _reduce_sum(sums, place)    # the epoch's end
+torch.save({"first": first, "second": second, "sums": sums}, sys.argv[1] + f"/r{rank}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_reading_the_running_sums_of_two_processes_twice_counts_each_step_once(tmp_path):
+    """Two gloo processes: each read-out is the sum of both processes' running sums as they are
+    (by hand: [1, 10] + [2, 20], then one more per process), and a read leaves the sums unchanged."""
+    script = tmp_path / "worker.py"
+    script.write_text(REDUCE_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(31500 + os.getpid() % 1000), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path)], env={**env, "RANK": str(r)})
+             for r in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    for r in range(2):
+        got = torch.load(tmp_path / f"r{r}.pt", weights_only=True)
+        assert got["first"].tolist() == [3.0, 30.0]
+        assert got["second"].tolist() == [5.0, 32.0]
+        assert got["sums"].tolist() == [r + 2.0, 10.0 * (r + 1) + 1]

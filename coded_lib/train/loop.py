@@ -134,7 +134,8 @@ def _place(kind: str) -> Place:
 
 
 def _reduce_sum(t: torch.Tensor, place: Place) -> torch.Tensor:
-    """Sum a tensor of metric sums over all processes; returns it on the CPU."""
+    """Sum a tensor of metric sums over all processes; returns it on the CPU, ``t`` left as it was
+    (the loop reads its running sums every 50 steps and keeps adding to them)."""
     if place.world > 1:
         if place.kind == "xla":
             import torch_xla.core.xla_model as xm
@@ -143,6 +144,7 @@ def _reduce_sum(t: torch.Tensor, place: Place) -> torch.Tensor:
         else:
             import torch.distributed as dist
 
+            t = t.clone()  # all_reduce sums in place
             dist.all_reduce(t)
     return t.detach().cpu()
 
