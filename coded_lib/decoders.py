@@ -19,7 +19,7 @@ from .coding import CodingScheme
 from .models import CodedResNeXt, ResNeXtBlock, count_parameters
 
 
-def _distances(energies: torch.Tensor, scheme: CodingScheme, check: bool = True) -> torch.Tensor:
+def _distances(energies: torch.Tensor, scheme: CodingScheme, check: bool = True, codewords=None) -> torch.Tensor:
     if energies.ndim != 2 or energies.shape[1] != scheme.N:
         raise ValueError(f"energies must be [B, N={scheme.N}], got {tuple(energies.shape)}")
     e = energies.float()
@@ -31,17 +31,18 @@ def _distances(energies: torch.Tensor, scheme: CodingScheme, check: bool = True)
                          "all zero: no codeword is nearest; allowed: finite energies >= 0 with a positive sum per sample")
     # the official code rescales the energies to sum to N_act, the number of ones of a codeword
     v = e / e.sum(dim=1, keepdim=True).clamp_min(1e-12) * scheme.n_act
-    return torch.cdist(v, scheme.codewords().to(v.device))
+    return torch.cdist(v, scheme.codewords().to(v.device) if codewords is None else codewords)
 
 
-def early_decode(energies: torch.Tensor, scheme: CodingScheme, check: bool = True) -> torch.Tensor:
+def early_decode(energies: torch.Tensor, scheme: CodingScheme, check: bool = True, codewords=None) -> torch.Tensor:
     """Early decoder of one coded block (Eq. 7): argmin_k ||v - w_k||_2, [B] class indices.
 
     Energies with no nearest codeword (nan, inf, negative, all zero) raise ValueError; ``check=False``
     skips that test, and its read of the values on the host (for the training loop, which judges
-    nan through its losses).
+    nan through its losses). ``codewords``: the scheme's table already on the energies' device (a
+    block's ``codewords`` buffer), which spares a host-to-device copy per call.
     """
-    return _distances(energies, scheme, check).argmin(dim=1)
+    return _distances(energies, scheme, check, codewords).argmin(dim=1)
 
 
 def early_scores(energies: torch.Tensor, scheme: CodingScheme) -> torch.Tensor:

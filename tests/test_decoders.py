@@ -28,6 +28,7 @@ def test_early_decoder_on_hand_made_energies():
     # energies of a perfectly coded block for classes 7 and 2 (active subNNs share N = 10 equally)
     e = words[[7, 2]] * 10 / 3
     assert early_decode(e, scheme).tolist() == [7, 2]
+    assert early_decode(e, scheme, codewords=words).tolist() == [7, 2]  # the table given, as the loop gives a block's buffer
     # a noisy sample nearest to class 5's codeword: distances computed by hand
     v = words[5] * 0.8 + 0.2 * words[0]
     e = (v / v.sum() * 10)[None]

@@ -328,7 +328,8 @@ def evaluate(model, loader, place: Place, amp=None, forward=None) -> dict:
                  (out.logits.argmax(1) == y).sum(),
                  out.code_loss.float() * len(y)]  # the model averages it over the batch
         # check=False: no host read per batch; nan energies come with a nan val_loss, which check_finite reports
-        parts += [(early_decode(e, b.scheme, check=False) == y).sum() for e, b in zip(out.energies, blocks)]
+        parts += [(early_decode(e, b.scheme, check=False, codewords=b.codewords) == y).sum()
+                  for e, b in zip(out.energies, blocks)]
         sums += torch.stack([p.float() for p in parts])
     s = _reduce_sum(sums, place).tolist()
     n = max(s[0], 1.0)
