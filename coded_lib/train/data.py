@@ -319,11 +319,12 @@ class PadCropFlip:
 
 
 class ToFloat:
-    """uint8 [C, H, W] -> float, scaled to [0, 1] and normalized by the data set's mean and std."""
+    """uint8 [C, H, W] (or a batch [B, C, H, W], on ``device``) -> float, scaled to [0, 1] and
+    normalized by the data set's mean and std."""
 
-    def __init__(self, mean, std):
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+    def __init__(self, mean, std, device=None):
+        self.mean = torch.tensor(mean, device=device).view(-1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(-1, 1, 1)
 
     def __call__(self, x):
         return (x.float() / 255 - self.mean) / self.std

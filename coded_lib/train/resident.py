@@ -48,9 +48,10 @@ class ResidentBatches:
         self.pad, self.flip = data.crop_flip(name)
         self.images = F.pad(images, (self.pad,) * 4).to(device)  # zero padding, as the host's crops
         self.labels = labels.to(device)
-        self.mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
+        self.to_float = data.ToFloat(info.mean, info.std, device)
         self.size = tuple(images.shape[-2:])
+        # the gather's constant offsets (rows, columns, channels), made once
+        self.rows, self.cols, self.channels = (torch.arange(n, device=device) for n in (*self.size, images.shape[1]))
         self.device, self.batch_size, self.seed, self.rank, self.world = torch.device(device), batch_size, seed, rank, world
         self.epoch = 0
         self.per_rank = len(labels) // world
@@ -75,21 +76,20 @@ class ResidentBatches:
         return torch.stack([take, crops[0, take], crops[1, take], flips[take]])
 
     def __iter__(self):
-        draws = self.draws()
+        # [steps, 4, B]: each step's draws one contiguous block, copied straight from pinned memory
+        draws = self.draws().view(4, len(self), self.batch_size).transpose(0, 1).contiguous()
         if self.device.type == "cuda":
             draws = draws.pin_memory()
         for step in range(len(self)):
             # one small copy per step (on XLA a device slice would be a new graph per step)
-            batch = draws[:, step * self.batch_size:(step + 1) * self.batch_size].to(self.device, non_blocking=True)
+            batch = draws[step].to(self.device, non_blocking=True)
             yield self.augment(*batch), self.labels[batch[0]]
 
     def augment(self, idx, row, col, flip) -> torch.Tensor:
         """Crop (rows row.., columns col..) of the padded images idx, mirrored where flip is 1,
         scaled to [0, 1] and normalized: one gather for the batch."""
-        h, w = self.size
-        r = row[:, None] + torch.arange(h, device=row.device)
-        ar = torch.arange(w, device=col.device)
+        w, ar, ch = self.size[1], self.cols, self.channels
+        r = row[:, None] + self.rows
         c = col[:, None] + torch.where(flip[:, None].bool(), w - 1 - ar, ar)
-        ch = torch.arange(self.images.shape[1], device=idx.device)
         x = self.images[idx[:, None, None, None], ch[None, :, None, None], r[:, None, :, None], c[:, None, None, :]]
-        return (x.float() / 255 - self.mean) / self.std
+        return self.to_float(x)
