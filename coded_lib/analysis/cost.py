@@ -34,10 +34,7 @@ def count_multiply_adds(model, input_size, batch_size: int = 1) -> float:
     Work that depends only on the weights (the coded blocks' Gram matrices W_n^T W_n of the
     energy, see coded_lib.models) is shared by the batch, so a larger batch lowers the count.
     """
-    x = _input(model, input_size, batch_size)
-    with eval_mode(model), FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() / 2 / batch_size
+    return multiply_adds_by_module(model, input_size, batch_size=batch_size)[""]
 
 
 def fvcore_flops(model, input_size, batch_size: int = 1) -> float:
