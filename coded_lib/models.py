@@ -115,7 +115,7 @@ class CodedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, keep, drop, active, n, norm_paths, gram=None, wc=None, pixels=None):
         b, _, hh, ww = h.shape
-        dtype = torch.float64 if h.dtype == torch.float64 else torch.float32  # energies in float32 under bf16
+        dtype = _energy_dtype(h)
         summed = weight.shape[1] == h.shape[1]
         with torch.autocast(h.device.type, enabled=False):
             spec = "knd" if summed else "nkd"
@@ -196,6 +196,11 @@ def _grams(weight, n, summed, pixels, dtype):
     return gram.view(*lead, -1, w.shape[-1], 1, 1), wc
 
 
+def _energy_dtype(t: torch.Tensor):
+    """The energies' dtype for activations t: float64 with float64, else float32 (also under bf16)."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 def _as(t: torch.Tensor, dtype) -> torch.Tensor:
     """``t.to(dtype)``, without an operator when it already is (the block counts its operators)."""
     return t if t.dtype == dtype else t.to(dtype)
@@ -251,6 +256,11 @@ class ResNeXtBlock(nn.Module):
     @property
     def n_act(self) -> int:
         return self.scheme.n_act if self.scheme is not None else self.n
+
+    def hidden_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) of the hidden activation (conv2: 3x3, padding 1) for an input of height x width."""
+        stride = self.conv2.stride[0]
+        return (height - 1) // stride + 1, (width - 1) // stride + 1
 
     def hidden(self, x):
         h = F.relu(self.bn1(self.conv1(x)))
@@ -421,9 +431,8 @@ class CodedResNeXt(nn.Module):
         input: their Gram matrices at once, one einsum for the run (a lone block computes its own)."""
         if len(run) == 1:
             return {}
-        stride = run[0].conv2.stride[0]
-        pixels = ((x.shape[2] - 1) // stride + 1) * ((x.shape[3] - 1) // stride + 1)  # after conv2: 3x3, padding 1
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        hh, ww = run[0].hidden_size(*x.shape[2:])
+        pixels, dtype = hh * ww, _energy_dtype(x)
         with torch.no_grad(), torch.autocast(x.device.type, enabled=False):  # CodedConv gives conv3's gradient
             gram, wc = _grams(torch.stack([b.conv3.weight for b in run]), run[0].n, run[0].combine == "sum", pixels, dtype)
         return {b.index: (g, w, pixels) for b, g, w in zip(run, gram, wc)}

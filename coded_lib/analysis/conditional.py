@@ -65,8 +65,7 @@ class ConditionalNet:
                 continue
             keep = b.codewords[top].amax(1).bool() & gated[:, None]  # [B, N]; none for the ungated
             kept.append(torch.where(gated, keep.sum(1), b.n))
-            size = [(n - 1) // b.conv2.stride[0] + 1 for n in out.shape[2:]]  # 3x3 conv, padding 1
-            new = out.new_empty((len(out), b.c_out, *size))
+            new = out.new_empty((len(out), b.c_out, *b.hidden_size(*out.shape[2:])))
             if (~gated).any():
                 new[~gated] = b(out[~gated])[0]
             if gated.any():
