@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import notebook as nb
-from .edition import source_commit
+from .edition import device_name, source_commit
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "book" / "at_scale"
@@ -300,14 +300,6 @@ def _now() -> str:
 
 
 # --- the edition's files -------------------------------------------------------------------------
-
-def device_name() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU: {os.cpu_count()} cores ({platform.machine()})"
-
 
 def package_versions() -> dict:
     """Versions of this package's requirements (not its extras) and of the notebook tools; None if missing."""
