@@ -302,11 +302,7 @@ class Run(Folder):
         """
         from ..train import data
 
-        cfg = self.config
-        train, val = data.get_datasets(cfg.dataset, cfg.train_subset, cfg.val_subset, cfg.seed, augment=True,
-                                       randaugment=cfg.randaugment, random_erasing=cfg.random_erasing,
-                                       random_erasing_count=cfg.random_erasing_count, train_size=cfg.train_size,
-                                       eval_size=cfg.eval_size, data_dir=cfg.data_dir, download=cfg.download)
+        train, val = data.datasets_for(self.config)
         train, val = _subset(train, n_train), _subset(val, n_val)
         self.n_eval = len(val)
         return (data.make_loader(train, batch_size, train=False), data.make_loader(val, batch_size, train=False))

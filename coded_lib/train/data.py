@@ -375,6 +375,14 @@ def get_datasets(name: str, train_subset: int | None = None, val_subset: int | N
     return train, val
 
 
+def datasets_for(cfg) -> tuple[Dataset, Dataset]:
+    """(train, val) of a training Config, as its run trains on them (augmentation and all)."""
+    return get_datasets(cfg.dataset, cfg.train_subset, cfg.val_subset, cfg.seed, augment=True,
+                        randaugment=cfg.randaugment, random_erasing=cfg.random_erasing,
+                        random_erasing_count=cfg.random_erasing_count, train_size=cfg.train_size,
+                        eval_size=cfg.eval_size, data_dir=cfg.data_dir, download=cfg.download)
+
+
 def get_ood(name: str, size: int | None = None, eval_size: int | None = None, data_dir: str | None = None,
             download: bool = False) -> dict[str, Dataset]:
     """Out-of-distribution negatives for data set ``name`` (OOD name -> data set), with ``name``'s evaluation transform.

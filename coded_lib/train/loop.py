@@ -456,10 +456,7 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
         model.load_state_dict(ckpt["model"])
     model.to(place.device)
 
-    train_ds, val_ds = data.get_datasets(
-        cfg.dataset, cfg.train_subset, cfg.val_subset, cfg.seed, augment=True, randaugment=cfg.randaugment,
-        random_erasing=cfg.random_erasing, random_erasing_count=cfg.random_erasing_count,
-        train_size=cfg.train_size, eval_size=cfg.eval_size, data_dir=cfg.data_dir, download=cfg.download)
+    train_ds, val_ds = data.datasets_for(cfg)
     workers = cfg.num_workers if cfg.num_workers is not None else (0 if kind == "cpu" else min(4, os.cpu_count() or 1))
     per_batch = cfg.batch_size // place.world
     loader_args = dict(seed=cfg.seed, num_workers=workers, rank=place.rank, world_size=place.world,
