@@ -21,9 +21,13 @@ def _scores_labels(scores, labels):
     return scores, labels
 
 
+def _counts(pos, neg, t) -> tuple[int, int]:
+    """(TP, FP) at threshold t, as the module says: positives > t, negatives not < t."""
+    return int(np.sum(pos > t)), len(neg) - int(np.sum(neg < t))
+
+
 def _f1(pos, neg, t) -> float:
-    tp = np.sum(pos > t)
-    fp = len(neg) - np.sum(neg < t)
+    tp, fp = _counts(pos, neg, t)
     return float(2 * tp / (len(pos) + tp + fp))  # 2TP / (2TP + FN + FP), with TP + FN = P
 
 
@@ -62,8 +66,7 @@ def precision_recall(scores, labels, threshold) -> tuple[float, float]:
     > threshold, FP: negatives not < threshold). Precision is 0 when nothing is detected, recall 0
     when there is no positive (scikit-learn's ``zero_division=0``)."""
     scores, labels = _scores_labels(scores, labels)
-    tp = int(np.sum(scores[labels] > threshold))
-    fp = int(np.sum(scores[~labels] >= threshold))
+    tp, fp = _counts(scores[labels], scores[~labels], threshold)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / labels.sum() if labels.sum() else 0.0
     return float(precision), float(recall)
