@@ -306,3 +306,13 @@ def test_side_by_side_frame(tmp_path):
 def test_difference_of_two_independent_estimates_by_hand():
     # (5 ± 3) − (1 ± 4): 4 ± 5, the 3-4-5 triangle
     assert paper.difference((5.0, 3.0), (1.0, 4.0)) == (4.0, 5.0)
+
+
+def test_paper_value_reads_one_row_and_refuses_an_ambiguous_prefix():
+    # the paper's main-text T-cost and Table 1 numbers
+    assert paper.value("T-cost", "GFLOPs") == {"resnext": 2.196, "coded": 2.269}
+    assert paper.value("T-cost", "training throughput") == {"resnext": 439, "coded": 447}
+    assert paper.value("T-arch", "number of coded blocks", "ImageNet") == 9
+    assert paper.value("T-arch", "number of coded blocks", "CIFAR-10/100") == 6
+    with pytest.raises(ValueError, match="2 rows of T-arch"):
+        paper.value("T-arch", "number of coded blocks")

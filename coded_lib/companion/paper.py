@@ -334,6 +334,16 @@ def rows(id):
     return [r for r in PAPER if r["id"] == id]
 
 
+def value(id, quantity: str, data: str | None = None):
+    """The paper's value of the one row of ``id`` whose quantity starts with ``quantity`` (and whose
+    data set is ``data``), for the notebooks to compare with instead of retyping it."""
+    found = [r for r in rows(id) if r["quantity"].startswith(quantity) and data in (None, r["data"])]
+    if len(found) != 1:
+        raise ValueError(f"{len(found)} rows of {id} start with {quantity!r}" + (f" for {data}" if data else "")
+                         + f"; allowed: one of {quantities(id)}")
+    return found[0]["value"]
+
+
 def quantities(id):
     """The distinct quantity strings the paper reports for an id, in order."""
     return list(dict.fromkeys(r["quantity"] for r in rows(id)))
