@@ -282,3 +282,18 @@ def test_threshold_loader_is_the_training_loader_as_used_for_training(tmp_path):
     a, b = (torch.cat([x for x, _ in train]) for _ in range(2))
     assert a.shape == b.shape == (32, 1, 28, 28) and not torch.equal(a, b)
     assert torch.equal(torch.cat([x for x, _ in val]), torch.cat([x for x, _ in val]))
+
+
+def test_threshold_loader_draws_the_same_augmentation_whatever_ran_before(tmp_path):
+    """A chapter's thresholds do not depend on the global generator's state before it opened its
+    loaders (a run trained in the same kernel, or found finished): the first augmented pass is the same."""
+    from coded_lib.companion.notebook import Run
+
+    run = Run(dir=tmp_path, config=get_config("smoke"), model=None)
+    passes = []
+    for before in (0, 7):
+        torch.manual_seed(before)
+        torch.rand(before)  # other work consuming the generator
+        train, _ = run.loaders(n_train=32, n_val=16)
+        passes.append(torch.cat([x for x, _ in train]))
+    assert torch.equal(*passes)

@@ -300,11 +300,17 @@ class Run(Folder):
         None keeps them whole. ``n_eval`` is then the number of validation images evaluated (``data``
         keeps naming the run's own data, so that every chapter's rows name the same run).
         """
+        import torch
+
         from ..train import data
 
         train, val = data.datasets_for(self.config)
         train, val = _subset(train, n_train), _subset(val, n_val)
         self.n_eval = len(val)
+        # the training images' augmentation draws from torch's global generator (no loader workers):
+        # seeded here, a chapter's thresholds do not depend on what ran before in its kernel (e.g.
+        # whether its runs were trained there or found finished)
+        torch.manual_seed(self.config.seed)
         return (data.make_loader(train, batch_size, train=False), data.make_loader(val, batch_size, train=False))
 
     def ood_loaders(self, n=None, batch_size: int = 256) -> dict:
