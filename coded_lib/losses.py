@@ -16,6 +16,11 @@ def check_exponent(exponent) -> None:
         raise ValueError(f"loss_exponent={exponent!r} is not supported; allowed: 4 (the paper's), 2, 'abs'")
 
 
+def _as(t: torch.Tensor, dtype) -> torch.Tensor:
+    """``t.to(dtype)``, without an operator when it already is (the coded model counts its operators)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def coding_loss(energies: torch.Tensor, codewords: torch.Tensor, ratio: float, exponent=4) -> torch.Tensor:
     """Coding loss of one coded block, Eq. 5, averaged over the N subNNs and the batch.
 
@@ -31,7 +36,7 @@ def coding_loss(energies: torch.Tensor, codewords: torch.Tensor, ratio: float, e
     if not isinstance(ratio, torch.Tensor) and not 0.0 < ratio <= 1.0:  # nan fails too
         raise ValueError(f"ratio={ratio!r}; allowed: r = N_act/N in (0, 1]")
     # float32 (no cast operator where they already are: the coded model counts its operators)
-    energies, codewords = (t if t.dtype == torch.float32 else t.float() for t in (energies, codewords))
+    energies, codewords = _as(energies, torch.float32), _as(codewords, torch.float32)
     diff = ratio * energies - codewords
     if exponent == "abs":
         per_path = diff.abs()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .coding import CodingScheme, scheme_for
-from .losses import check_exponent, coding_loss
+from .losses import _as, check_exponent, coding_loss
 
 # Numerical floor of the mean energy in Eq. 3: only reached when every subNN of a sample is removed.
 ENERGY_EPS = 1e-12
@@ -80,6 +80,11 @@ def _check_bn_momentum(bn_momentum) -> None:
     if not isinstance(bn_momentum, (int, float)) or not 0.0 < bn_momentum <= 1.0:  # nan fails too
         raise ValueError(f"bn_momentum={bn_momentum!r}; allowed: a number in (0, 1], PyTorch's convention "
                          "(the weight of the new batch statistic, e.g. 0.1)")
+
+
+def _check_p_drop(p_drop) -> None:
+    if not 0.0 <= p_drop < 1.0:  # nan fails too
+        raise ValueError(f"p_drop={p_drop}; allowed: 0 <= p_drop < 1")
 
 
 def conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -201,11 +206,6 @@ def _energy_dtype(t: torch.Tensor):
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def _as(t: torch.Tensor, dtype) -> torch.Tensor:
-    """``t.to(dtype)``, without an operator when it already is (the block counts its operators)."""
-    return t if t.dtype == dtype else t.to(dtype)
-
-
 class ResNeXtBlock(nn.Module):
     """A (Coded) ResNeXt block, Fig. 1 of the paper.
 
@@ -230,8 +230,7 @@ class ResNeXtBlock(nn.Module):
             raise ValueError(f"coding={coding!r}; allowed: 'loss' (the paper's), 'detach'")
         if combine == "concat" and c_out % n:
             raise ValueError(f"combine='concat' needs C_out divisible by N, got C_out={c_out}, N={n}")
-        if not 0.0 <= p_drop < 1.0:  # nan fails too
-            raise ValueError(f"p_drop={p_drop}; allowed: 0 <= p_drop < 1")
+        _check_p_drop(p_drop)
         if scheme is not None and scheme.N != n:
             raise ValueError(f"the coding scheme has codewords of {scheme.N} bits; this block has N={n} subNNs")
         self.n, self.d, self.c_out = n, d, c_out
@@ -334,8 +333,7 @@ class CodedResNeXt(nn.Module):
         check_exponent(loss_exponent)
         _check_sizes(num_classes=arch.num_classes, in_channels=arch.in_channels, stem_width=arch.stem_width)
         _check_bn_momentum(bn_momentum)
-        if not 0.0 <= p_drop < 1.0:
-            raise ValueError(f"p_drop={p_drop}; allowed: 0 <= p_drop < 1")
+        _check_p_drop(p_drop)
         self.arch = arch
         self.num_classes = arch.num_classes
         self.loss_exponent = loss_exponent
