@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup data test test-unit test-notebooks reproduce notebooks book bench clean
+.PHONY: setup data test test-unit test-notebooks reproduce notebooks book bench edition clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ reproduce: setup
 # rebuild the book from whatever notebooks already ran (no training)
 book: setup
 	$(PY) -m coded_lib.companion.reproduce --no-execute
+
+# An edition of the book run by one runner (coded_lib.companion.at_scale), resumable stage by stage:
+# EDITION=full (all of Fashion-MNIST on this CPU, ~2.5 h on 2 cores) or EDITION=gpu (the paper's network, one GPU)
+EDITION ?= full
+edition: setup
+	$(PY) -m coded_lib.companion.at_scale run --edition $(EDITION)
 
 bench: setup
 	$(PY) benchmarks/run.py

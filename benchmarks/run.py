@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python benchmarks/run.py` from a clone: find coded_lib and benchmarks
 
 from benchmarks import gpu_loop  # noqa: E402
+from benchmarks.cpu_edition import section  # noqa: E402
 from benchmarks.naive_block import naive_model  # noqa: E402
 from coded_lib import coding  # noqa: E402
 from coded_lib.companion import paper  # noqa: E402
@@ -467,6 +468,8 @@ def report(results: dict) -> str:
                      "measured** with this code (`python benchmarks/run.py --device cuda --only gpu` measures them). "
                      "The last measured state, one NVIDIA H100, before issue 13's changes (quoted from issue 13):\n\n"
                      + gpu_loop.LAST_GPU_STATE + "\n")
+    if section():  # measured by benchmarks/cpu_edition.py, kept across runs of this script
+        parts.append(section())
     if results.get("profile"):
         parts.append("## Profile (where a target was missed)\n\n" + "\n\n".join(
             f"### {k}\n\n```\n{v}\n```" for k, v in results["profile"].items()) + "\n")

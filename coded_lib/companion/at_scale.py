@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..train.lock import FolderBusy, FolderLock
 from . import notebook as nb
 from .edition import device_name, source_commit
 
@@ -64,16 +65,34 @@ class Stage:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the edition trains and executes. ``parameters``: papermill parameters per notebook (beyond
-    ``preset``); the ablation runs are read from those of ``ablations``. ``seconds_per_run_epoch`` and
-    ``notebook_s`` are the planning numbers of the H100 (see the preset's comment), not measurements."""
+    """What an edition trains and executes. ``parameters``: papermill parameters per notebook (beyond
+    ``preset``); the ablation runs are read from those of ``ablations``. ``seconds_per_run_epoch``: the
+    planned wall seconds of one run-epoch with ``jobs`` runs at once (so a stage of R run-epochs is
+    planned at R times it), ``seconds_per_run`` what each run adds once (process start, compilation),
+    ``notebook_s`` the planned seconds of each notebook: planning numbers, measured where the preset's
+    comment says. ``runtime``: Config fields of every training that do not change its result or folder
+    (``compile``), ``threads``: OMP threads per training process (None: as the environment says).
+    ``extra``: more trainings, as (stage name, ((preset, overrides), ...)) pairs, trained after the main
+    ones (the scale points of the full edition). A training stage planned over ``stage_limit_s`` is cut
+    into parts (``train-coded-1``, ``train-coded-2``, ...) so that a kill loses at most one stage's work.
+    ``order``: the stages' order by name, e.g. each analysis right after the trainings it reads, so that
+    its chapters are made (and can be committed) while later stages still train."""
+    name: str = "gpu"
     preset: str = "fashion_mnist_at_scale"
     seeds: tuple = (0, 1, 2)
     parameters: dict = field(default_factory=dict)
     analysis: tuple = ()  # groups of notebook stems, one stage each
-    jobs: int = 3         # training processes at once on the one GPU
+    jobs: int = 3         # training processes at once
     seconds_per_run_epoch: float = 10.0
+    seconds_per_run: float = 0.0
     notebook_s: dict = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)
+    threads: int | None = None
+    extra: tuple = ()
+    stage_limit_s: float = STAGE_LIMIT_S
+    order: tuple = ()  # stage names (a cut training stage by its name) in the order to run; () = trainings first
+    out: str = "book/at_scale"
+    runs: str = "runs/at_scale"
 
 
 PLAN = Plan(
@@ -150,8 +169,80 @@ def _epochs(preset, overrides) -> int:
     return get_config(preset, **overrides).epochs
 
 
+# The full CPU edition (issue 20): the default edition's network and recipe (preset fashion_mnist_full: the
+# preset's comment has the measurements and the arithmetic) on all 60,000 training images, every number on
+# the 10,000 test images, two 1-thread compiled processes side by side on a 2-core CPU, in stages of at
+# most 30 minutes. Each analysis runs right after the trainings it reads.
+SCALE_SIZES = [2000, 8000, 20000]  # training images of the scale chapter's points, below the full 60,000
+FULL_SEEDS = (0, 1, 2, 3, 4)       # T-acc: 5 seeds each; the grids and the scale points: 3
+FULL_GRID_EPOCHS = 2
+
+
+def _scale_runs(preset: str, sizes, seeds) -> tuple:
+    """The scale chapter's trainings: coded and plain at each training-set size and seed, in pairs."""
+    base_preset, base_overrides = nb.baseline(preset)
+    coded = _unique(preset, [{"train_subset": n, "seed": s} for n in sizes for s in seeds])
+    plain = _unique(base_preset, [{**base_overrides, "train_subset": n, "seed": s} for n in sizes for s in seeds])
+    return tuple(run for pair in zip(coded, plain) for run in pair)
+
+
+FULL = Plan(
+    name="full", preset="fashion_mnist_full", seeds=FULL_SEEDS, jobs=2, threads=1,
+    runtime={"compile": True, "channels_last": True},
+    parameters={
+        "accuracy": {}, "removal": {"blocks": None, "n_val": None}, "early": {"n_val": None},
+        "binary": {"n_train": 5000, "n_val": None, "n_ood": None}, "activations": {"n_val": 2000},
+        "calibration": {"n_val": None}, "codes": {}, "architecture": {}, "train": {}, "cost": {},
+        "ablations": {"ablation_overrides": {"epochs": FULL_GRID_EPOCHS}, "seeds": [0, 1, 2], "n_binary": 1000,
+                      "mu_values": [0.0, 2.0, 6.0, 20.0], "pdrop_values": [0.0, 0.1, 0.2],
+                      "exponents": [4, 2, "abs"], "ratios": [None, {"c2": "7/10"}]},
+        "scale": {"train_sizes": SCALE_SIZES + [None], "seeds": [0, 1, 2], "n_binary": 1000},
+    },
+    analysis=(("train", "accuracy", "removal", "binary", "early", "activations", "calibration", "codes",
+               "architecture", "cost"), ("ablations",), ("scale",)),
+    extra=(("train-scale", _scale_runs("fashion_mnist_full", SCALE_SIZES, (0, 1, 2))),),
+    order=("train-coded", "train-baseline", "analysis-1", "train-ablations-mu-pdrop", "train-ablations-other",
+           "analysis-2", "train-scale", "analysis-3"),
+    stage_limit_s=30 * 60, seconds_per_run_epoch=45.0, seconds_per_run=25.0,
+    notebook_s={"train": 20, "accuracy": 15, "removal": 240, "binary": 150, "early": 40, "activations": 30,
+                "calibration": 120, "codes": 60, "architecture": 10, "cost": 60, "ablations": 240, "scale": 120},
+    out="book/full", runs="runs/full",
+)
+EDITIONS = {"gpu": PLAN, "full": FULL}
+
+
+def _image_epochs(preset, overrides) -> float:
+    """A run's epochs in units of its data set's full training set (a 2,000-image run's epoch is 1/30 of one)."""
+    from ..train.presets import get_config
+
+    cfg = get_config(preset, **overrides)
+    full = nb.DATA_SIZES.get(cfg.dataset, (None,))[0]
+    return cfg.epochs * (min(cfg.train_subset, full) / full if cfg.train_subset and full else 1.0)
+
+
+def _planned_s(plan: Plan, runs) -> float:
+    """Planned wall seconds of training ``runs``, ``plan.jobs`` at a time."""
+    return (sum(_image_epochs(p, o) for p, o in runs) * plan.seconds_per_run_epoch
+            + len(runs) * plan.seconds_per_run / plan.jobs)
+
+
+def _parts(plan: Plan, name: str, runs: list) -> list[Stage]:
+    """One stage of ``runs``, or as few consecutive parts of about equal planned time as keep each within
+    ``plan.stage_limit_s``."""
+    k = 1
+    while True:
+        cuts = [round(i * len(runs) / k) for i in range(k + 1)]
+        parts = [runs[a:b] for a, b in zip(cuts, cuts[1:])]
+        if k == len(runs) or all(_planned_s(plan, p) <= plan.stage_limit_s for p in parts):
+            break
+        k += 1
+    names = [name] if k == 1 else [f"{name}-{i}" for i in range(1, k + 1)]
+    return [Stage(n, runs=tuple(r), planned_s=_planned_s(plan, r)) for n, r in zip(names, parts)]
+
+
 def stages(plan: Plan = PLAN) -> list[Stage]:
-    """The edition's stages in order: coded runs, baseline runs, ablation grids, analysis notebooks."""
+    """The edition's stages in order: coded runs, baseline runs, ablation grids, the plan's extra
+    trainings, analysis notebooks."""
     base_preset, base_overrides = nb.baseline(plan.preset)
     trainings = {
         "train-coded": [(plan.preset, {"seed": s}) for s in plan.seeds],
@@ -159,16 +250,16 @@ def stages(plan: Plan = PLAN) -> list[Stage]:
     }
     grids, other = _ablation_runs(plan)
     trainings["train-ablations-mu-pdrop"], trainings["train-ablations-other"] = grids, other
-    out = []
-    for name, runs in trainings.items():
-        if runs:
-            # runs share the GPU in waves of plan.jobs; the GPU's time is what the runs add up to
-            run_epochs = sum(_epochs(p, o) for p, o in runs)
-            out.append(Stage(name, runs=tuple(runs), planned_s=run_epochs * plan.seconds_per_run_epoch))
+    for name, runs in plan.extra:
+        trainings[name] = list(runs)
+    groups = {name: _parts(plan, name, runs) for name, runs in trainings.items() if runs}
     for i, group in enumerate(plan.analysis, 1):
-        out.append(Stage(f"analysis-{i}", notebooks=tuple(group),
-                         planned_s=sum(plan.notebook_s.get(s, 0) for s in group)))
-    return out
+        groups[f"analysis-{i}"] = [Stage(f"analysis-{i}", notebooks=tuple(group),
+                                         planned_s=sum(plan.notebook_s.get(s, 0) for s in group))]
+    order = list(plan.order) or list(groups)
+    if sorted(order) != sorted(groups):
+        raise ValueError(f"the plan's order {order} must name each of its stages once: {list(groups)}")
+    return [stage for name in order for stage in groups[name]]
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -195,10 +286,34 @@ def _set_args(overrides: dict) -> list[str]:
     return args
 
 
-def train_stage(stage: Stage, runs_dir: Path, jobs: int) -> list[str]:
-    """Train the stage's runs, ``jobs`` processes at a time; returns the failures (with their logs)."""
+def _epochs_done(run_dir: Path) -> int:
+    """Epochs in a run folder's metrics.csv (0 before its first epoch)."""
+    try:
+        return max(0, len((run_dir / "metrics.csv").read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def train_stage(stage: Stage, runs_dir: Path, jobs: int, runtime: dict | None = None, threads: int | None = None,
+                left_after_s: float = 0.0) -> list[str]:
+    """Train the stage's runs, ``jobs`` processes at a time; returns the failures (with their logs).
+
+    ``runtime``: Config fields passed to every run that leave its folder and result as they are
+    (e.g. compile); ``threads``: OMP_NUM_THREADS of each process. A progress bar counts the stage's
+    run-epochs (from the runs' metrics.csv, so a resumed stage starts where it stopped) and shows the
+    time left of the stage and, adding ``left_after_s`` (the planned time of the stages after it),
+    of the whole edition.
+    """
+    from tqdm import tqdm
+
     logs = runs_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    folders = {folder_name(p, o): _epochs(p, o) for p, o in stage.runs}
+    total = sum(folders.values())
+    done = lambda: sum(min(_epochs_done(runs_dir / n), e) for n, e in folders.items())  # noqa: E731
+    bar = tqdm(total=total, initial=done(), desc=stage.name, unit="run-epoch", file=sys.stderr,
+               bar_format="{desc}: {n_fmt}/{total_fmt} run-epochs [{elapsed}<{remaining}]{postfix}")
     pending, running, failed = list(stage.runs), [], []
     while pending or running:
         while pending and len(running) < jobs:
@@ -206,14 +321,19 @@ def train_stage(stage: Stage, runs_dir: Path, jobs: int) -> list[str]:
             name = folder_name(preset, overrides)
             log = open(logs / f"{name}.log", "a")
             cmd = [sys.executable, "-m", "coded_lib.train", "--preset", preset, "--run-dir", str(runs_dir / name),
-                   *_set_args(overrides)]
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO), name, log))
-        time.sleep(0.2)
+                   *_set_args({**overrides, **(runtime or {})})]
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env), name, log))
+        time.sleep(1.0)
+        bar.update(done() - bar.n)
+        rate = bar.format_dict.get("rate")
+        if rate:
+            bar.set_postfix_str(f"edition ~{((total - bar.n) / rate + left_after_s) / 60:.0f} min left")
         for item in [r for r in running if r[0].poll() is not None]:
             running.remove(item)
             item[2].close()
             if item[0].returncode:
                 failed.append(f"{item[1]} (exit {item[0].returncode}; log: {logs / (item[1] + '.log')})")
+    bar.close()
     return failed
 
 
@@ -272,13 +392,15 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
     if not (out / MANIFEST).exists():
         write_page(out)
     failed = []
-    with _environ(CODED_RUNS=runs_dir.resolve(), CODED_DATA=Path(data).resolve() if data else None,
-                  MPLBACKEND="Agg"):
+    with FolderLock(runs_dir, f"the {plan.name} edition's runner"), \
+            _environ(CODED_RUNS=runs_dir.resolve(), CODED_DATA=Path(data).resolve() if data else None,
+                     MPLBACKEND="Agg"):
         for stage in todo:
             print(f"[{stage.name}] planned {stage.planned_s / 60:.1f} min", flush=True)
             start = time.perf_counter()
             if stage.runs:
-                errors = train_stage(stage, runs_dir, plan.jobs)
+                later = sum(s.planned_s for s in todo[todo.index(stage) + 1:])
+                errors = train_stage(stage, runs_dir, plan.jobs, plan.runtime, plan.threads, later)
             else:
                 errors = notebook_stage(stage, plan, runs_dir / "executed")
             wall = time.perf_counter() - start
@@ -427,15 +549,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m coded_lib.companion.at_scale", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the stages not done yet, then write the edition")
-    r.add_argument("--out", default=str(OUT), help="the edition's folder (default: book/at_scale)")
-    r.add_argument("--runs", default=None, help="run folders, checkpoints included (default: runs/at_scale)")
+    r.add_argument("--edition", choices=sorted(EDITIONS), default="gpu",
+                   help="gpu: the paper's network on one GPU (book/at_scale); full: all of Fashion-MNIST on the "
+                        "CPU (book/full)")
+    r.add_argument("--out", default=None, help="the edition's folder (default: the edition's, e.g. book/at_scale)")
+    r.add_argument("--runs", default=None, help="run folders, checkpoints included (default: the edition's, e.g. runs/at_scale)")
     r.add_argument("--data", default=None, help="folder holding fashion-mnist/ (from prepare); sets CODED_DATA")
     r.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages (see `list`)")
     r.add_argument("--next", action="store_true", help="run only the first stage not done yet")
-    r.add_argument("--jobs", type=int, default=PLAN.jobs, help="training processes at once on the GPU")
-    r.add_argument("--preset", default=PLAN.preset, help="a preset with a _baseline twin (default: %(default)s)")
+    r.add_argument("--jobs", type=int, default=None, help="training processes at once (default: the edition's)")
+    r.add_argument("--preset", default=None, help="a preset with a _baseline twin (default: the edition's)")
     r.add_argument("--beyond", action="store_true", help="also the part 'Beyond the paper' (one more stage, ~4 min)")
-    sub.add_parser("list", help="the stages and their planned H100 time")
+    ls = sub.add_parser("list", help="the stages and their planned time")
+    ls.add_argument("--edition", choices=sorted(EDITIONS), default="gpu")
     p = sub.add_parser("prepare", help="gather wheels and Fashion-MNIST for an offline GPU host")
     p.add_argument("--to", default="dist/at_scale")
     p.add_argument("--data", default=None, help="where Fashion-MNIST is read from (default: as coded_lib.train)")
@@ -444,22 +570,28 @@ def main(argv=None):
     sub.add_parser("page", help="rewrite <out>/index.md from the manifest (or 'not run yet')")
     args = ap.parse_args(argv)
     if args.cmd == "list":
-        for s in stages(PLAN):
+        plan = EDITIONS[args.edition]
+        for s in stages(plan):
             what = f"{len(s.runs)} runs" if s.runs else " ".join(s.notebooks)
-            print(f"{s.name:28s} planned {s.planned_s / 60:4.1f} min  {what}")
-        print(f"{'total':28s} planned {sum(s.planned_s for s in stages(PLAN)) / 60:4.1f} min")
+            print(f"{s.name:28s} planned {s.planned_s / 60:5.1f} min  {what}")
+        print(f"{'total':28s} planned {sum(s.planned_s for s in stages(plan)) / 60:5.1f} min")
     elif args.cmd == "page":
         print(write_page())
     elif args.cmd == "prepare":
         for path in prepare(args.to, args.data, args.python_version, args.platform):
             print(path)
     else:
-        if args.jobs < 1:
+        plan = EDITIONS[args.edition]
+        if args.jobs is not None and args.jobs < 1:
             ap.error(f"--jobs {args.jobs}: need at least 1")
-        plan = Plan(**{**PLAN.__dict__, "jobs": args.jobs, "preset": args.preset})
+        plan = Plan(**{**plan.__dict__, "jobs": args.jobs or plan.jobs, "preset": args.preset or plan.preset})
         plan = with_beyond(plan) if args.beyond else plan
         command = "python -m coded_lib.companion.at_scale " + " ".join(argv if argv is not None else sys.argv[1:])
-        run(args.out, args.runs, plan, args.only, args.next, args.data, command)
+        try:
+            run(args.out or REPO / plan.out, args.runs or REPO / plan.runs, plan, args.only, args.next, args.data,
+                command)
+        except FolderBusy as e:
+            ap.exit(3, f"{ap.prog}: error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from tqdm import tqdm
 
 from . import data
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, rng_state, save_checkpoint, set_rng_state, to_cpu
+from .lock import FolderBusy, FolderLock
 from .presets import RUNTIME_FIELDS, Config, config_from_dict, get_config, parse_value
 from .resident import ResidentBatches, resident
 
@@ -454,7 +455,8 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
     model = build_model_for(cfg)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-    model.to(place.device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(place.device, memory_format=fmt)
 
     train_ds, val_ds = data.datasets_for(cfg)
     workers = cfg.num_workers if cfg.num_workers is not None else (0 if kind == "cpu" else min(4, os.cpu_count() or 1))
@@ -522,7 +524,7 @@ def _run(cfg: Config, run_dir: Path, kind: str, progress: bool) -> None:
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not bars,
                    file=sys.stderr)
         for i, (x, y) in enumerate(train_iter):
-            x, y = x.to(place.device, non_blocking=True), y.to(place.device, non_blocking=True)
+            x, y = x.to(place.device, non_blocking=True, memory_format=fmt), y.to(place.device, non_blocking=True)
             loss, correct = train_step(net, x, y, opt, cfg.mu, amp, scaler, xla=kind == "xla",
                                        label_smoothing=cfg.label_smoothing, loss_fn=loss_fn)
             sums += torch.stack([loss * len(y), correct.float(), torch.ones_like(loss) * len(y)])
@@ -589,12 +591,15 @@ def train(config: Config | str = "fashion_mnist", run_dir=None, progress: bool =
         cfg = config_from_dict({**config.to_dict(), **overrides})
     run_dir = _run_folder(run_dir, cfg.preset, overrides)
     kind = resolve_device(cfg.device)
-    if kind == "xla":
-        import torch_xla
+    # one launch per folder: under torchrun every rank calls train(), and rank 0 holds the lock for all
+    held = FolderLock(run_dir, f"training {cfg.preset}") if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+    with held:
+        if kind == "xla":
+            import torch_xla
 
-        torch_xla.launch(_xla_worker, args=(cfg.to_dict(), str(run_dir), progress))
-    else:
-        _run(cfg, run_dir, kind, progress)
+            torch_xla.launch(_xla_worker, args=(cfg.to_dict(), str(run_dir), progress))
+        else:
+            _run(cfg, run_dir, kind, progress)
     return run_dir
 
 
@@ -669,12 +674,12 @@ def main(argv=None) -> None:
         print(f"\ninterrupted: run the same command again to resume {run_dir} from its last checkpoint "
               "(saved after every epoch)", file=sys.stderr)
         sys.exit(130)
-    except (ValueError, FileNotFoundError, CheckpointError, NonFiniteLoss) as e:
+    except (ValueError, FileNotFoundError, CheckpointError, NonFiniteLoss, FolderBusy) as e:
         # a user's mistake (a value, a folder, missing data, no GPU) or a diverged run: one line, no
         # traceback; CODED_DEBUG=1 shows it
         if os.environ.get("CODED_DEBUG"):
             raise
-        ap.exit(1 if isinstance(e, NonFiniteLoss) else 2, f"{ap.prog}: error: {e}\n")
+        ap.exit(1 if isinstance(e, NonFiniteLoss) else 3 if isinstance(e, FolderBusy) else 2, f"{ap.prog}: error: {e}\n")
     print(run_dir)
 
 
