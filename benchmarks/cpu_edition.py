@@ -46,8 +46,9 @@ def build(name: str):
 
 
 def has_bf16() -> bool:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    from coded_lib.companion.edition import cpu_info
+
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info()["flags"]))
 
 
 def measure(name: str, mode: str, threads: int, batch: int, steps: int, rounds: int) -> dict:
@@ -115,15 +116,6 @@ def measure_pair(name, mode, batch, steps, rounds) -> dict:
             "eval_ms": ev, "warmup_s": max(r["warmup_s"] for r in rows)}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def image_epoch_s(row: dict, train_images: int = 60000, test_images: int = 10000) -> float:
     """Wall seconds of one 60,000-image epoch plus the 10,000 test images' evaluation, per process."""
     return (row["train_ms"] * train_images + row["eval_ms"] * test_images) / 1e3
@@ -132,10 +124,11 @@ def image_epoch_s(row: dict, train_images: int = 60000, test_images: int = 10000
 def table(rows: list[dict]) -> str:
     import torch
 
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-             if f in (Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else [])]
+    from coded_lib.companion.edition import cpu_info
+
+    cpu = cpu_info()
     eager = {(r["network"]): r["train_ms"] for r in rows if r["mode"] == "eager" and r["threads"] == 1}
-    lines = [f"CPU: {cpu_model()} ({len(os.sched_getaffinity(0))} cores; flags: {', '.join(flags) or 'none of avx2/avx512'}), "
+    lines = [f"CPU: {cpu['model']} ({cpu['cores']} cores; flags: {', '.join(cpu['flags']) or 'none of avx2/avx512'}), "
              f"torch {torch.__version__}, batch {rows[0]['batch']}, float32 unless the mode says bf16.", "",
              "| network | mode | processes × threads | train (ms / image, per process) | eval (ms / image) | "
              "speed-up over eager 1 thread (all processes together) | s per 60k-image epoch + 10k eval (per process) | "

@@ -80,19 +80,21 @@ def test_unknown_stage_is_refused(tmp_path):
 def test_gpu_plan_budget_and_notebook_parameters():
     stages = at_scale.stages(at_scale.PLAN)
     runs = [r for s in stages for r in s.runs]
-    # the preset's comment: 6 runs x 7 epochs + 12 ablation runs x 3 epochs = 78 run-epochs
-    assert get_config("fashion_mnist_at_scale").epochs == 7
-    assert sum(get_config(p, **o).epochs for p, o in runs) == 6 * 7 + 12 * 3
-    assert len({at_scale.folder_name(p, o) for p, o in runs}) == len(runs) == 18
+    # the preset's comment: 6 runs x 5 epochs = 30 run-epochs, the ablation grids in the CPU edition
+    assert get_config("fashion_mnist_at_scale").epochs == 5
+    assert sum(get_config(p, **o).epochs for p, o in runs) == 6 * 5
+    assert len({at_scale.folder_name(p, o) for p, o in runs}) == len(runs) == 6
     assert all(s.planned_s <= 8 * 60 for s in stages)
-    assert sum(s.planned_s for s in stages) <= 20 * 60
-    # every chapter of the book is in the edition, and every parameter the plan passes exists
-    # every chapter, the part "Beyond the paper" only as the optional last stage (run --beyond)
-    assert sorted(s for s_ in stages for s in s_.notebooks) == sorted(set(reproduce.NOTEBOOKS) - set(at_scale.BEYOND))
+    assert sum(s.planned_s for s in stages) <= 10 * 60  # of the 15 minutes a lent GPU gives
+    # every chapter but the ablations (a CPU-edition part now), the part "Beyond the paper" only as the
+    # optional last stage (run --beyond)
+    assert sorted(s for s_ in stages for s in s_.notebooks) == sorted(
+        set(reproduce.NOTEBOOKS) - set(at_scale.BEYOND) - {"ablations"})
     assert at_scale.stages(at_scale.with_beyond(at_scale.PLAN))[-1].notebooks == at_scale.BEYOND
-    for stem, params in at_scale.PLAN.parameters.items():
-        declared = papermill.inspect_notebook(str(REPO / "notebooks" / f"{stem}.ipynb"))
-        assert set(params) <= set(declared), stem
+    for plan in at_scale.EDITIONS.values():
+        for stem, params in plan.parameters.items():
+            declared = papermill.inspect_notebook(str(REPO / "notebooks" / f"{stem}.ipynb"))
+            assert set(params) <= set(declared), (plan.name, stem)
 
 
 def test_prepare_gathers_wheels_and_the_four_gz_files(tmp_path, monkeypatch):
@@ -135,10 +137,14 @@ def test_book_part_says_not_run_without_a_manifest(tmp_path):
     toc = yaml.safe_load((book / "_toc.yml").read_text())
     captions = [p["caption"] for p in toc["parts"]]
     assert captions.index("At scale") == captions.index("Beyond the paper") + 1 == captions.index("Experiments") + 2
-    files = [c["file"] for c in toc["parts"][captions.index("At scale")]["chapters"]]
-    assert files[0] == "at_scale/index"
-    # the optional stage "Beyond the paper" (run --beyond) is not in the part
-    assert sorted(files[1:]) == sorted(f"at_scale/{s}" for s in reproduce.NOTEBOOKS if s not in at_scale.BEYOND)
+    assert captions.index("Full data (CPU)") == captions.index("At scale") + 1
+    for plan in at_scale.EDITIONS.values():
+        title = at_scale.PAGES[plan.name][0]
+        files = [c["file"] for c in toc["parts"][captions.index(title)]["chapters"]]
+        folder = Path(plan.out).name
+        assert files[0] == f"{folder}/index"
+        # the part lists the plan's chapters (the optional stage "Beyond the paper", run --beyond, is not in it)
+        assert sorted(files[1:]) == sorted(f"{folder}/{s}" for group in plan.analysis for s in group)
     committed = (book / "at_scale" / "index.md").read_text()
     if not (book / "at_scale" / "manifest.json").exists():
         assert "has not been run yet" in committed
@@ -148,39 +154,43 @@ def test_book_part_says_not_run_without_a_manifest(tmp_path):
     assert "has not been run yet" in at_scale.write_page(tmp_path).read_text()
 
 
-def test_dashboard_at_scale_column(tmp_path):
+def test_dashboard_edition_columns(tmp_path):
+    """An edition gets a column of the claims table (with its verdict counts) only once it has been run."""
     from coded_lib.companion import paper, report
 
     def claims_table(text):
         return text.split("## The paper's claims")[1].split("## ")[0]
 
-    without = claims_table(report.comparison_markdown([], at_scale=None))
-    assert "  - at scale" in without
-    assert without.count("  - not run yet\n") == len(paper.claims())  # one row per claim, none run
+    without = report.comparison_markdown([], editions={"at scale (GPU)": None, "full data (CPU)": None})
+    assert "  - at scale (GPU)" not in claims_table(without) and "not run yet" not in claims_table(without)
+    assert "Neither has been run yet" in without
 
-    edition = tmp_path / "at_scale"
-    assert report.at_scale_results(edition) is None
-    report.record(edition / "run_files" / "r29", "T-acc", paper.GAIN, "+0.50 ± 0.10 (SE, 3 seeds each)",
-                  "Fashion-MNIST", "coded_resnext29_cifar10", verdict=paper.HOLDS, seeds=3)
-    assert report.at_scale_results(edition) is None  # results without a manifest: not an edition yet
+    edition = tmp_path / "full"
+    assert report.edition_results(edition) is None
+    report.record(edition / "run_files" / "r", "T-acc", paper.GAIN, "+0.50 ± 0.10 (SE, 5 seeds each)",
+                  "Fashion-MNIST", "coded_resnext_mini", verdict=paper.HOLDS, seeds=5)
+    assert report.edition_results(edition) is None  # results without a manifest: not an edition yet
     (edition / "manifest.json").write_text("{}")
-    rows = report.at_scale_results(edition)
-    assert [r["ours"] for r in rows] == ["+0.50 ± 0.10 (SE, 3 seeds each)"]
-    table = claims_table(report.comparison_markdown([], at_scale=rows))
-    assert "  - +0.50 ± 0.10 (SE, 3 seeds each) {bdg-success}`holds`\n" in table
-    assert "not run yet" not in table
-    assert table.count(report._badge(paper.NOT_HERE)) == 2 * len(paper.claims()) - 1  # ours and at scale
+    rows = report.edition_results(edition)
+    assert [r["ours"] for r in rows] == ["+0.50 ± 0.10 (SE, 5 seeds each)"]
+    page = report.comparison_markdown([], editions={"full data (CPU)": rows, "at scale (GPU)": None})
+    table = claims_table(page)
+    assert "  - full data (CPU)\n" in table and "at scale (GPU)" not in table
+    assert "  - +0.50 ± 0.10 (SE, 5 seeds each) {bdg-success}`holds`\n" in table
+    assert f"*In the full data (CPU) edition: 1 holds, 0 does not hold, 0 inconclusive, {len(paper.claims()) - 1} not run here.*" in page
+    assert report.editions_results(tmp_path) == {"full data (CPU)": rows, "at scale (GPU)": None}
 
 
 def test_the_plan_trains_the_ablation_variants_the_notebook_opens():
-    """The GPU edition trains ahead exactly the run folders the ablations chapter opens for its fixed
-    variants (once it trained T-detach without mu = 0, folders the chapter never read)."""
+    """The full edition trains ahead exactly the run folders the ablations chapter opens for its fixed
+    variants (once the GPU edition trained T-detach without mu = 0, folders the chapter never read)."""
     from coded_lib.companion import notebook as nb
 
-    p = at_scale.PLAN.parameters["ablations"]
-    planned = {at_scale.folder_name(pr, o) for s in at_scale.stages(at_scale.PLAN) for pr, o in s.runs}
-    opened = {nb.run_folder(at_scale.PLAN.preset, **p["ablation_overrides"], **v, seed=seed).name
-              for v in nb.ABLATION_VARIANTS.values() for seed in p.get("seeds", [0])}
+    plan = at_scale.FULL
+    p = plan.parameters["ablations"]
+    planned = {at_scale.folder_name(pr, o) for s in at_scale.stages(plan) for pr, o in s.runs}
+    opened = {nb.run_folder(plan.preset, **p["ablation_overrides"], **v, seed=seed).name
+              for v in nb.ABLATION_VARIANTS.values() for seed in p["seeds"]}
     assert opened <= planned
-    assert {"fashion_mnist_at_scale-coding=detach_epochs=3_mu=0.0",
-            "fashion_mnist_at_scale-coding=detach_epochs=3_mu=0.0_skip=False"} <= planned
+    assert {"fashion_mnist_full-coding=detach_epochs=2_mu=0.0",
+            "fashion_mnist_full-coding=detach_epochs=2_mu=0.0_seed=2_skip=False"} <= planned

@@ -140,6 +140,18 @@ def device_name() -> str:
     return f"CPU: {cores} cores ({platform.machine()})"
 
 
+def cpu_info() -> dict:
+    """This machine's CPU as the benchmarks and manifests record it: model, the vector flags that set
+    its speed here (avx2, avx512f, avx512_bf16, amx_bf16), and the cores this process may use."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    words = set(text.split())
+    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in words]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"model": model, "flags": flags, "cores": cores}
+
+
 def provenance(preset: str) -> dict:
     import torch
 

@@ -365,3 +365,28 @@ def folder(preset: str, run_dir=None, data: str = "", scale: str = "") -> Folder
     """The run folder of ``preset`` as a place to write, without training it (for notebooks that
     need no trained model: coding schemes, architectures, cost)."""
     return Folder(dir=run_folder(preset, run_dir), data=data, scale=scale)
+
+
+def scale_points(preset: str, train_sizes, seeds, n_binary: int | None = None) -> "pd.DataFrame":
+    """The scale chapter's trainings (coded and plain, at each training-set size and seed; None: the preset's
+    own size), trained if missing, as the per-seed table of ``coded_lib.analysis.scale``: final test accuracy
+    of both, and the coded run's binary classifiers' mean precision and F1 against the other classes
+    (thresholds from ``n_binary`` training images, measured on the run's whole validation set)."""
+    import pandas as pd
+
+    from ..analysis import binary_classifiers, read_final_metrics
+    from ..train.presets import get_config
+
+    base_preset, base_overrides = baseline(preset)
+    rows = []
+    for n in train_sizes:
+        for s in seeds:
+            coded = open_run(preset, train_subset=n, seed=s) if n is not None else open_run(preset, seed=s)
+            plain = ensure(base_preset, **base_overrides, **({} if n is None else {"train_subset": n}), seed=s)
+            train_loader, val_loader = coded.loaders(n_train=n_binary)
+            table = binary_classifiers(coded.model, train_loader, val_loader).table
+            size = n or get_config(preset).train_subset or DATA_SIZES[coded.config.dataset][0]
+            rows.append({"train_images": size, "seed": s, "coded_acc": read_final_metrics(coded.dir)["val_acc"],
+                         "plain_acc": read_final_metrics(plain)["val_acc"], "precision": table.precision_id.mean(),
+                         "f1": table.f1_id.mean()})
+    return pd.DataFrame(rows)

@@ -218,13 +218,18 @@ def judge(effect, se, seeds=None):
     """The verdict on an effect measured in the paper's direction (positive = as the paper claims).
 
     ``se``: its standard error (0 for exact counts); ``seeds``: seeds per side when the effect
-    compares trainings (None when it does not, e.g. two evaluations of one trained network).
+    compares trainings (None when it does not, e.g. two evaluations of one trained network). A NaN
+    effect or SE is a ValueError. Comparisons of trainings are judged by Welch's t instead
+    (``coded_lib.companion.claims.judge``): this 2-SE rule is for SEs over many images.
     """
     import math
 
+    if effect is None or se is None or math.isnan(effect) or math.isnan(se) or se < 0 or math.isinf(effect):
+        raise ValueError(f"cannot judge an effect of {effect} with SE {se}: needs a finite effect and an SE >= 0 "
+                         "(a NaN comes from an empty or failed measurement, not from noise)")
     if seeds is not None and seeds < MIN_SEEDS:
         return INCONCLUSIVE
-    if effect is None or not math.isfinite(effect) or se is None or not math.isfinite(se) or se < 0:
+    if math.isinf(se):  # one value: no spread to judge by
         return INCONCLUSIVE
     if effect > Z * se:
         return HOLDS
@@ -279,9 +284,10 @@ def binomial_se(p, n):
 
 # The rule each claim is judged by, written beside it on the dashboard; keyed by (id, quantity).
 _TWO = "> 2 SE: holds; < −2 SE: does not hold; else inconclusive"
-_SEEDS = f"{_TWO} (also with < {MIN_SEEDS} seeds per point)"
+_SEEDS = (f"Welch's t over the seeds, one-sided 97.5 %: t > t_crit(df): holds; t < −t_crit(df): does not hold; "
+          f"else inconclusive (also with < {MIN_SEEDS} seeds per point)")
 RULES = {
-    ("T-acc", GAIN): f"coded − plain top-1 over ≥ {MIN_SEEDS} seeds each (Welch SE): {_SEEDS}",
+    ("T-acc", GAIN): f"coded − plain top-1 over ≥ {MIN_SEEDS} seeds each: {_SEEDS}",
     ("T-arch", "total parameters (M), Coded ResNeXt vs ResNeXt"): "exact counts: holds if equal",
     ("T-codes", "rules A-C hold for every scheme"): "every stored scheme: N_act ones per codeword, "
         "H_min ≥ the paper's and column spread ≤ the paper's: holds, else does not hold",

@@ -44,7 +44,6 @@ BOOK = REPO / "book"
 RESULTS_CSV = "results.csv"
 COLUMNS = ["id", "quantity", "ours", "data", "scale", "verdict", "note", "seeds"]
 NOT_RUN = "not run"
-AT_SCALE_NOT_RUN = "not run yet"  # the claims table's "at scale" column before the GPU edition exists
 BOOK_RESULTS = BOOK / "results.csv"  # every run's rows, gathered: what the committed dashboard is written from
 
 # Which notebook (book chapter) produces each id.
@@ -345,23 +344,31 @@ def _minutes(seconds):
     return f"{seconds / 60:.1f} min" if seconds is not None else "—"
 
 
-def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
+# The editions beside the default one, each a column of the claims table once it has been run: label ->
+# folder under book/ (coded_lib.companion.at_scale.EDITIONS writes them)
+EDITIONS = {"full data (CPU)": "full", "at scale (GPU)": "at_scale"}
+
+
+def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     """The whole dashboard as MyST markdown.
 
     ``chapters``: notebook stems that exist in the book, so an id links to its chapter;
     ``provenance``: stem -> the chapter's provenance (coded_lib.companion.edition), for the runs table;
-    ``at_scale``: the result rows of the GPU edition (coded_lib.companion.at_scale), None while it has
-    not been run: the claims table's "at scale" column then says so.
+    ``editions``: label -> the result rows of another edition (coded_lib.companion.at_scale), or None while
+    it has not been run: each edition with rows gets a column of the claims table, with its verdict counts.
     """
     chapters, provenance = set(chapters), provenance or {}
     names = run_names(results)
     claims = claim_lines(results)
-    scale_lines = {}
-    for c in claim_lines(at_scale or []):
-        scale_lines.setdefault((c["id"], c["claim"]), []).append(f"{_md(c['ours'])} {_badge(c['verdict'])}")
+    editions = {k: v for k, v in (editions or {}).items() if v is not None}
+    edition_lines = {}
+    for label, rows in editions.items():
+        for c in claim_lines(rows):
+            edition_lines.setdefault(label, {}).setdefault((c["id"], c["claim"]), []).append(
+                f"{_md(c['ours'])} {_badge(c['verdict'])}")
 
-    def at_scale_cell(c):
-        return AT_SCALE_NOT_RUN if at_scale is None else "; ".join(scale_lines.get((c["id"], c["claim"]), []))
+    def edition_cells(c):
+        return ["; ".join(edition_lines.get(label, {}).get((c["id"], c["claim"]), [])) or "—" for label in editions]
     counts = verdict_counts(results)
     dates = sorted(p["date"] for p in provenance.values() if p.get("date"))
 
@@ -384,11 +391,15 @@ def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
           "way, {bdg-warning}`inconclusive` in between or when a comparison of trainings rests on fewer than "
           f"{paper.MIN_SEEDS} seeds, {{bdg-dark}}`not run here` for a claim about hardware the runs did "
           "not use (or an experiment not run).", "",
-          "The column *at scale* judges the same claims by the same rules on the GPU edition (part \"At "
-          "scale\": the paper's CIFAR-10 network and recipe on all of Fashion-MNIST); it says "
-          f"\"{AT_SCALE_NOT_RUN}\" until that edition has been run and committed.", "",
-          "*Of the paper's " + str(sum(counts.values())) + " claim rows: "
-          + ", ".join(f"{counts[v]} {v}" for v in paper.VERDICTS) + ".*", "",
+          "Each further column judges the same claims by the same rules on another edition of the book, once "
+          "that edition has been run and committed: *full data (CPU)* is the same network and recipe on all "
+          "60,000 Fashion-MNIST images with 5 seeds (part \"Full data (CPU)\"), *at scale (GPU)* the paper's "
+          "CIFAR-10 network and recipe on one GPU (part \"At scale\")."
+          + ("" if editions else " Neither has been run yet, so the table has no such column."), "",
+          "*Of the paper's " + str(sum(counts.values())) + " claim rows, in the default edition: "
+          + ", ".join(f"{counts[v]} {v}" for v in paper.VERDICTS) + ".*"
+          + "".join(f" *In the {label} edition: " + ", ".join(f"{n} {v}" for v, n in verdict_counts(rows).items())
+                    + ".*" for label, rows in editions.items()), "",
           "## The runs behind the numbers", ""]
     chapter_of = {}
     for g in groups(results):
@@ -429,11 +440,12 @@ def comparison_markdown(results, chapters=(), provenance=None, at_scale=None):
             continue
         first = (c["id"], c["claim"]) != last
         last = (c["id"], c["claim"])
+        extra = edition_cells(c) if first else [""] * len(editions)
         rows.append([id_cell(c["id"]) if first else "", _md(c["claim"]) if first else "",
                      _md(c["paper"]) if first else "", _md(c["ours"]), _badge(c["verdict"]),
-                     at_scale_cell(c) if first else "", _md(c["rule"]) if first else "", run_cell(c["row"])])
-    md.append(_list_table(["id", "claim", "paper", "ours", "verdict", "at scale", "rule", "run"], rows,
-                          widths=[6, 18, 12, 17, 9, 17, 18, 5], css="claims-table"))
+                     *extra, _md(c["rule"]) if first else "", run_cell(c["row"])])
+    md.append(_list_table(["id", "claim", "paper", "ours", "verdict", *editions, "rule", "run"], rows,
+                          widths=[6, 18, 12, 17, 9, *[17] * len(editions), 18, 5], css="claims-table"))
     ours_only = [c for c in claims if not c["paper_claim"]]
     if ours_only:
         md += ["", "## Our own checks", "",
@@ -481,18 +493,23 @@ def write_comparison(root=None, out=BOOK / "comparison.md", results_out=None):
     return write_from_results(results_out, out)
 
 
-def at_scale_results(folder=BOOK / "at_scale"):
-    """The result rows of the GPU edition committed in ``folder``; None until its manifest.json exists."""
+def edition_results(folder):
+    """The result rows of an edition committed in ``folder`` (e.g. book/full); None until its manifest.json exists."""
     from .at_scale import MANIFEST, RUN_FILES
 
     folder = Path(folder)
     return gather(folder / RUN_FILES) if (folder / MANIFEST).exists() else None
 
 
+def editions_results(book=BOOK) -> dict:
+    """label -> the committed rows of each edition of ``EDITIONS`` (None where it has not been run)."""
+    return {label: edition_results(Path(book) / name) for label, name in EDITIONS.items()}
+
+
 def write_from_results(results_csv=BOOK_RESULTS, out=BOOK / "comparison.md"):
     """The dashboard from a gathered results file (the committed ``book/results.csv``), with the
     provenance of the chapters executed beside it in ``<out's folder>/notebooks/`` and the committed
-    GPU edition's results (``book/at_scale``)."""
+    editions' results (``book/full``, ``book/at_scale``)."""
     from . import edition
 
     out = Path(out)
@@ -501,7 +518,7 @@ def write_from_results(results_csv=BOOK_RESULTS, out=BOOK / "comparison.md"):
     chapters = [p.stem for p in edition_dir.glob("*.ipynb")]
     provenance = {s: p for s in chapters if (p := edition.read_provenance(s, edition_dir))}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(comparison_markdown(results, chapters, provenance, at_scale_results()), encoding="utf-8")
+    out.write_text(comparison_markdown(results, chapters, provenance, editions_results(out.parent)), encoding="utf-8")
     return out
 
 

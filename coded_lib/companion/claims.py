@@ -1,0 +1,247 @@
+"""The paper's claims that compare trainings, as code: per claim id one function from the measured
+per-seed tables to its dashboard rows (value, verdict, note with t and degrees of freedom, seeds).
+
+Every rule is one-sided, in the direction the paper claims, at 97.5 % in each direction: an effect
+"holds" when its t statistic is beyond Student's critical value for its degrees of freedom (Welch–
+Satterthwaite for two sets of seeds), "does not hold" when it is beyond it the other way, and is
+"inconclusive" in between, exactly at the critical value, or when a side has fewer than
+``paper.MIN_SEEDS`` seeds. NaN or empty inputs are an error, never a verdict. With 3 seeds a side
+and equal spreads (df = 4) the critical value is t = 2.776, where a flat "2 SE" would call t = 2.1 a
+result.
+
+The chapters (``notebooks/accuracy.ipynb``, ``notebooks/ablations.ipynb``) and the full edition's
+scale chapter call these functions and record the rows they return; ``tests/test_claims.py`` works
+each rule's states out by hand.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from ..analysis.stats import Effect, one_sample, welch
+from . import paper
+
+# the thresholds of F-binary's rule (paper.RULES): "high" precision and recall
+BINARY_LEVEL = 0.8
+
+
+@dataclass(frozen=True)
+class Row:
+    """One dashboard row: ``Folder.record(**row.fields())``."""
+    id: str
+    quantity: str
+    ours: str
+    verdict: str | None = None
+    note: str = ""
+    seeds: int | None = None
+
+    def fields(self) -> dict:
+        return asdict(self)
+
+
+def judge(effect: Effect, min_seeds: int = paper.MIN_SEEDS) -> str:
+    """The verdict on an effect in the paper's direction: beyond +critical holds, beyond −critical does
+    not hold, else (the critical value itself included) inconclusive; an effect over seeds with fewer than
+    ``min_seeds`` a side is inconclusive whatever its size."""
+    if not math.isfinite(effect.value) or math.isnan(effect.se) or effect.se < 0:
+        raise ValueError(f"cannot judge an effect of {effect.value} ± {effect.se}: needs a finite value and SE")
+    if (effect.what == "seeds" and effect.n < min_seeds) or math.isinf(effect.se):
+        return paper.INCONCLUSIVE
+    t, c = effect.t, effect.critical
+    if t > c:
+        return paper.HOLDS
+    if t < -c:
+        return paper.FAILS
+    return paper.INCONCLUSIVE
+
+
+def _compare(a, b) -> Effect:
+    """Welch's a − b, or, with a side of one seed, an effect marked as resting on one seed (inconclusive)."""
+    a, b = list(a), list(b)
+    if len(a) < 2 or len(b) < 2:
+        if not a or not b or not all(map(math.isfinite, a + b)):
+            raise ValueError(f"cannot compare {a} with {b}: needs finite values on both sides")
+        return Effect(sum(a) / len(a) - sum(b) / len(b), math.inf, math.inf, min(len(a), len(b)))
+    return welch(a, b)
+
+
+def _judge_parts(*effects: Effect) -> str:
+    return paper.combine(*(judge(e) for e in effects))
+
+
+def _t(e: Effect, scale: float = 100.0, unit: str = " points") -> str:
+    return e.describe(scale, 2 if scale == 100 else 3, unit) if math.isfinite(e.se) else \
+        f"{e.value * scale:+.2f}{unit} (one seed: no SE)"
+
+
+def _by(frame: pd.DataFrame, key: str, column: str) -> dict:
+    """value of ``key`` -> the list of ``column`` over the seeds (finite values only checked later)."""
+    if frame.empty:
+        raise ValueError(f"no rows to judge (expected columns {key!r} and {column!r})")
+    missing = {key, column} - set(frame.columns)
+    if missing:
+        raise ValueError(f"the table lacks columns {sorted(missing)}; it has {list(frame.columns)}")
+    return {k: d[column].astype(float).tolist() for k, d in frame.groupby(key, sort=False)}
+
+
+def _seeds(groups: dict) -> int:
+    return min(len(v) for v in groups.values())
+
+
+# --- T-acc ---------------------------------------------------------------------------------------
+
+def t_acc(coded, plain) -> list[Row]:
+    """T-acc, the paper's headline: coded − plain top-1 (points, per-seed final accuracies in %), Welch
+    over the seeds. Rule: holds beyond +t_crit(df), does not hold beyond −t_crit(df)."""
+    coded, plain = [float(v) for v in coded], [float(v) for v in plain]
+    gap = _compare(coded, plain)
+    n = min(len(coded), len(plain))
+    means = f"{sum(coded) / len(coded):.2f} vs {sum(plain) / len(plain):.2f} (means of {len(coded)} and {len(plain)} seeds)"
+    se = f" ± {gap.se:.2f}" if math.isfinite(gap.se) else ""
+    return [Row("T-acc", paper.ACC, means, seeds=n),
+            Row("T-acc", paper.GAIN, f"{gap.value:+.2f}{se} (SE, {n} seeds each)", judge(gap),
+                f"coded − plain {_t(gap, 1.0)}, Welch" + (f"; fewer than {paper.MIN_SEEDS} seeds"
+                                                          if n < paper.MIN_SEEDS else ""), n)]
+
+
+# --- the ablations -------------------------------------------------------------------------------
+
+def f_mu(frame: pd.DataFrame) -> Row:
+    """F-mu. ``frame``: one row per (mu, seed) with ``val_acc`` and ``early mean`` (fractions). Rule: the
+    inner μ of highest mean accuracy above both ends of the grid, and the mean early decoder at the largest
+    μ above the smallest μ > 0, each by Welch."""
+    acc, early = _by(frame, "mu", "val_acc"), _by(frame, "mu", "early mean")
+    values = sorted(acc)
+    n = _seeds(acc)
+    ours = "; ".join(f"μ = {v:g}: {100 * sum(acc[v]) / len(acc[v]):.1f} (early mean {100 * sum(early[v]) / len(early[v]):.1f})"
+                     for v in values)
+    inner = values[1:-1]
+    positive = [v for v in values if v > 0]
+    if not inner or len(positive) < 2:
+        return Row("F-mu", "accuracy and early-decoder accuracy vs μ", ours, paper.INCONCLUSIVE,
+                   "needs an inner μ and two μ > 0 to show a rise, a fall and the early decoders", n)
+    peak = max(inner, key=lambda v: sum(acc[v]) / len(acc[v]))
+    up, down = _compare(acc[peak], acc[values[0]]), _compare(acc[peak], acc[values[-1]])
+    keeps = _compare(early[positive[-1]], early[positive[0]])
+    note = (f"peak at μ = {peak:g}: − μ = {values[0]:g} {_t(up)}; − μ = {values[-1]:g} {_t(down)}; early decoders "
+            f"μ = {positive[-1]:g} − μ = {positive[0]:g} {_t(keeps)}")
+    return Row("F-mu", "accuracy and early-decoder accuracy vs μ", ours, _judge_parts(up, down, keeps), note, n)
+
+
+def f_pdrop(frame: pd.DataFrame) -> Row:
+    """F-pdrop. ``frame``: one row per (p_drop, seed) with ``val_acc`` and ``binary F1``. Rule: 0.1 − 0 in
+    accuracy and in binary F1, and 0.1 − 0.2 in accuracy, each by Welch; all three must hold."""
+    acc, f1 = _by(frame, "p_drop", "val_acc"), _by(frame, "p_drop", "binary F1")
+    n = _seeds(acc)
+    ours = "; ".join(f"p_drop = {p:g}: accuracy {100 * sum(acc[p]) / len(acc[p]):.1f}, binary F1 "
+                     f"{sum(f1[p]) / len(f1[p]):.3f}" for p in acc)
+    if not {0.0, 0.1, 0.2} <= set(acc):
+        return Row("F-pdrop", "accuracy and binary-classifier quality vs p_drop", ours, paper.INCONCLUSIVE,
+                   "needs p_drop 0, 0.1 and 0.2", n)
+    a0, f0, a2 = _compare(acc[0.1], acc[0.0]), _compare(f1[0.1], f1[0.0]), _compare(acc[0.1], acc[0.2])
+    note = f"0.1 − 0: accuracy {_t(a0)}, F1 {_t(f0, 1.0, '')}; 0.1 − 0.2: accuracy {_t(a2)}"
+    return Row("F-pdrop", "accuracy and binary-classifier quality vs p_drop", ours, _judge_parts(a0, f0, a2), note, n)
+
+
+def t_exp(frame: pd.DataFrame) -> Row:
+    """T-exp. ``frame``: one row per (loss_exponent, seed) with ``val_acc``. Rule: exponent 4 − 2 and
+    4 − abs in accuracy, each by Welch (the paper: +1.3 and +7.3 points on CIFAR-10)."""
+    frame = frame.assign(loss_exponent=frame.loss_exponent.astype(str))
+    acc = _by(frame, "loss_exponent", "val_acc")
+    n = _seeds(acc)
+    paper_acc = paper.rows("T-exp")[0]["value"]
+    ours = "; ".join(f"{e}: {100 * sum(a) / len(a):.1f}" for e, a in acc.items())
+    others = [e for e in acc if e != "4"]
+    if "4" not in acc or not others:
+        return Row("T-exp", "top-1 accuracy (%) by coding-loss exponent", ours, paper.INCONCLUSIVE,
+                   "needs exponent 4 and another", n)
+    effects = {e: _compare(acc["4"], acc[e]) for e in others}
+    note = "; ".join(f"4 − {e}: {_t(d)} (the paper: {paper_acc['4'] - paper_acc[e]:+.1f})" for e, d in effects.items())
+    return Row("T-exp", "top-1 accuracy (%) by coding-loss exponent", ours, _judge_parts(*effects.values()), note, n)
+
+
+REF, CONCAT, DETACH, NO_SKIP = ("sum, coding loss (ours)", "concat, coding loss", "sum, detach, with skips",
+                                "sum, detach, without skips")
+
+
+def t_concat(frame: pd.DataFrame) -> Row:
+    """T-concat. ``frame``: one row per (variant, seed) with ``accuracy`` and ``binary F1``. Rule: binary F1
+    summed − concatenated, by Welch (the paper: concatenation "does not work")."""
+    f1, acc = _by(frame, "variant", "binary F1"), _by(frame, "variant", "accuracy")
+    d = _compare(f1[REF], f1[CONCAT])
+    return Row("T-concat", "binary classifiers with concatenated instead of summed subNN outputs",
+               f"mean binary F1 {sum(f1[CONCAT]) / len(f1[CONCAT]):.3f} vs {sum(f1[REF]) / len(f1[REF]):.3f} summed; "
+               f"accuracy {100 * sum(acc[CONCAT]) / len(acc[CONCAT]):.1f} vs {100 * sum(acc[REF]) / len(acc[REF]):.1f}",
+               judge(d), f"binary F1 summed − concatenated {_t(d, 1.0, '')}", min(len(f1[REF]), len(f1[CONCAT])))
+
+
+def t_detach(frame: pd.DataFrame) -> Row:
+    """T-detach. ``frame`` as for :func:`t_concat`. Rule: accuracy without skips − with skips, both with
+    detached gradients instead of the coding loss, by Welch (the paper: with skips "significantly lower")."""
+    f1, acc = _by(frame, "variant", "binary F1"), _by(frame, "variant", "accuracy")
+    d = _compare(acc[NO_SKIP], acc[DETACH])
+    m = {k: (100 * sum(acc[k]) / len(acc[k]), sum(f1[k]) / len(f1[k])) for k in (DETACH, NO_SKIP, REF)}
+    return Row("T-detach", "accuracy with detached gradients instead of the coding loss, with vs without skips",
+               f"with skips {m[DETACH][0]:.1f} % (binary F1 {m[DETACH][1]:.3f}); without {m[NO_SKIP][0]:.1f} % "
+               f"(binary F1 {m[NO_SKIP][1]:.3f}); coding loss {m[REF][0]:.1f} % (binary F1 {m[REF][1]:.3f})",
+               judge(d), f"accuracy without − with skips {_t(d)}", min(len(acc[NO_SKIP]), len(acc[DETACH])))
+
+
+OWN_RATIOS = "the model's own"
+
+
+def t_ratios(frame: pd.DataFrame) -> Row:
+    """T-ratios. ``frame``: one row per (ratios, seed) with ``val_acc``; ``ratios`` names the setting
+    (``OWN_RATIOS`` for the model's). Rule: the model's own − each other setting, by Welch; all must hold."""
+    acc = _by(frame, "ratios", "val_acc")
+    ours = "; ".join(f"{r}: {100 * sum(a) / len(a):.1f}" for r, a in acc.items())
+    others = [r for r in acc if r != OWN_RATIOS]
+    if OWN_RATIOS not in acc or not others:
+        return Row("T-ratios", "top-1 accuracy (%) with other stage ratios", ours, paper.INCONCLUSIVE,
+                   "needs the model's own ratios and another setting", _seeds(acc))
+    effects = {r: _compare(acc[OWN_RATIOS], acc[r]) for r in others}
+    return Row("T-ratios", "top-1 accuracy (%) with other stage ratios", ours, _judge_parts(*effects.values()),
+               "; ".join(f"own − {r}: {_t(d)}" for r, d in effects.items()), _seeds(acc))
+
+
+# claim id -> the function that judges it, for the chapters and the tests
+BY_ID = {"T-acc": t_acc, "F-mu": f_mu, "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat,
+         "T-detach": t_detach, "T-ratios": t_ratios}
+
+
+# --- scale (the full edition) --------------------------------------------------------------------
+
+def scale_verdicts(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Per training-set size, T-acc's verdict (coded − plain, Welch over the seeds) and F-binary's on
+    precision and F1 (the seeds' mean above BINARY_LEVEL, one-sample t over the seeds)."""
+    from ..analysis.scale import summary
+
+    table = summary(per_seed)
+    table["T-acc"] = [judge(e) for e in table.pop("_gap")]
+    table["F-binary precision"] = [judge(e.shifted(BINARY_LEVEL)) for e in table.pop("_precision")]
+    table["F-binary F1"] = [judge(one_sample(d.f1).shifted(BINARY_LEVEL))
+                            for _, d in per_seed.groupby("train_images", sort=True)]
+    return table
+
+
+def scale_sentence(table: pd.DataFrame) -> str:
+    """One sentence per claim: from which training-set size on it holds here, or that it does not up to
+    the largest size measured."""
+    from ..analysis.scale import holds_from
+
+    sizes = table.train_images.tolist()
+    parts = []
+    for column, what in (("T-acc", "the coded − plain accuracy gain (T-acc)"),
+                         ("F-binary precision", f"the binary classifiers' mean precision above {BINARY_LEVEL}"),
+                         ("F-binary F1", f"their mean F1 above {BINARY_LEVEL}")):
+        start = holds_from(sizes, table[column])
+        largest = f"{max(sizes):,}"
+        if start is None:
+            last = table[column].iloc[-1]
+            parts.append(f"{what} {'does not hold' if last == paper.FAILS else 'is not shown'} up to {largest} "
+                         f"training images ({last} there)")
+        else:
+            parts.append(f"{what} holds from {start:,} training images on")
+    return "Here " + "; ".join(parts) + "."

@@ -1,0 +1,212 @@
+"""The claims' rules (coded_lib.companion.claims), each state worked out by hand.
+
+Hand arithmetic used throughout: three seeds a side, each side {m + s, m, m − s}, have sample variance
+s² on both sides, so Welch's SE of the difference is s·√(2/3) and its degrees of freedom are exactly
+(2s²/3)² / (2·(s²/3)²/2) = 4, whose one-sided 97.5 % critical value is 2.776 (printed t tables). With
+s = 1 point: SE = 0.8165, and a gap of 2.3 points has t = 2.817 (holds), 2.2 has t = 2.694
+(inconclusive, although it is 2.7 SE: the old "2 SE" rule called it a result).
+"""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coded_lib.analysis import stats
+from coded_lib.analysis.scale import holds_from
+from coded_lib.companion import claims, paper
+
+HOLDS, FAILS, INCONCLUSIVE = paper.HOLDS, paper.FAILS, paper.INCONCLUSIVE
+SE3 = math.sqrt(2 / 3)
+
+
+def three(m, s=1.0):
+    return [m + s, m, m - s]
+
+
+# --- the statistics --------------------------------------------------------------------------------
+
+def test_critical_values_match_the_printed_t_table():
+    assert round(stats.critical_value(4), 3) == 2.776
+    assert round(stats.critical_value(2), 3) == 4.303
+    assert round(stats.critical_value(8), 3) == 2.306
+    assert round(stats.critical_value(math.inf), 3) == 1.960
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        stats.critical_value(0)
+
+
+def test_welch_by_hand():
+    # a = {1, 2, 3}: mean 2, var 1; b = {1, 1, 2}: mean 4/3, var 1/3. SE² = 1/3 + 1/9 = 4/9;
+    # df = (4/9)² / ((1/3)²/2 + (1/9)²/2) = (16/81) / (10/162) = 3.2
+    e = stats.welch([1, 2, 3], [1, 1, 2])
+    assert e.value == pytest.approx(2 / 3) and e.se == pytest.approx(2 / 3) and e.df == pytest.approx(3.2)
+    assert e.t == pytest.approx(1.0) and e.n == 3
+    e = stats.welch(three(10), three(7))
+    assert e.df == pytest.approx(4.0) and e.se == pytest.approx(SE3)
+    assert "t = 3.67, df = 4.0" in e.describe(1.0)
+
+
+def test_other_estimates_by_hand():
+    e = stats.one_sample([0.7, 0.8, 0.9])  # mean 0.8, sd 0.1, SE 0.1/√3, df 2
+    assert (e.value, e.df) == (pytest.approx(0.8), 2) and e.se == pytest.approx(0.1 / math.sqrt(3))
+    p = stats.paired([1, 1, 0, 1], [0, 1, 0, 0])  # differences 1, 0, 0, 1: mean 0.5, sd 0.577, SE 0.289
+    assert p.value == 0.5 and p.se == pytest.approx(math.sqrt(1 / 3) / 2) and p.df == 3
+    b = stats.bootstrap(lambda i: np.arange(100.0)[i].mean(), 100, draws=2000)
+    assert b.value == pytest.approx(49.5) and b.se == pytest.approx(np.arange(100).std() / 10, rel=0.1)
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [1.0, float("inf")]])
+def test_nan_inf_or_empty_inputs_are_errors_not_verdicts(bad):
+    with pytest.raises(ValueError):
+        stats.welch(bad, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError):
+        claims.t_acc(bad, [1.0, 2.0, 3.0])
+
+
+# --- judge ---------------------------------------------------------------------------------------
+
+def test_judge_states_and_the_boundary():
+    c = stats.critical_value(4)
+    assert claims.judge(stats.Effect(c, 1.0, 4, 3)) == INCONCLUSIVE      # exactly at the critical value
+    assert claims.judge(stats.Effect(-c, 1.0, 4, 3)) == INCONCLUSIVE
+    assert claims.judge(stats.Effect(c * 1.001, 1.0, 4, 3)) == HOLDS
+    assert claims.judge(stats.Effect(-c * 1.001, 1.0, 4, 3)) == FAILS
+    assert claims.judge(stats.Effect(100.0, 1.0, 4, 2)) == INCONCLUSIVE   # two seeds a side
+    assert claims.judge(stats.Effect(100.0, 1.0, math.inf, 2, "images")) == HOLDS  # not seeds: no seed rule
+    assert claims.judge(stats.Effect(1.0, math.inf, math.inf, 1)) == INCONCLUSIVE
+    with pytest.raises(ValueError, match="finite"):
+        claims.judge(stats.Effect(float("nan"), 1.0, 4, 3))
+
+
+def test_paper_judge_refuses_nan():
+    with pytest.raises(ValueError, match="NaN"):
+        paper.judge(float("nan"), 1.0)
+    with pytest.raises(ValueError):
+        paper.judge(1.0, float("nan"))
+    assert paper.judge(1.0, float("inf")) == INCONCLUSIVE
+    assert paper.judge(2.1, 1.0) == HOLDS and paper.judge(-2.1, 1.0) == FAILS and paper.judge(2.0, 1.0) == INCONCLUSIVE
+
+
+# --- T-acc ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("plain_mean, verdict", [(77.7, HOLDS),          # gap 2.3: t = 2.817 > 2.776
+                                                 (77.8, INCONCLUSIVE),   # gap 2.2: t = 2.694 (2.7 SE)
+                                                 (82.3, FAILS)])         # gap −2.3
+def test_t_acc(plain_mean, verdict):
+    acc, gain = claims.t_acc(three(80.0), three(plain_mean))
+    assert (acc.id, acc.quantity, gain.quantity) == ("T-acc", paper.ACC, paper.GAIN)
+    assert gain.verdict == verdict and gain.seeds == 3
+    assert "df = 4.0" in gain.note and f"t = {(80 - plain_mean) / SE3:.2f}" in gain.note
+    assert acc.ours == f"80.00 vs {plain_mean:.2f} (means of 3 and 3 seeds)"
+
+
+def test_t_acc_needs_three_seeds():
+    gain = claims.t_acc([90.0, 91.0], [70.0, 71.0])[1]
+    assert gain.verdict == INCONCLUSIVE and "fewer than 3 seeds" in gain.note
+
+
+# --- the ablations -------------------------------------------------------------------------------
+
+def _grid(param, means, column="val_acc", s=0.01, **other):
+    rows = []
+    for v, m in means.items():
+        for seed, x in enumerate(three(m, s)):
+            rows.append({param: v, "seed": seed, column: x, **{k: three(o[v], s)[seed] for k, o in other.items()}})
+    return pd.DataFrame(rows)
+
+
+# s = 0.01 (fractions): critical gap 2.776 × 0.01 × √(2/3) = 0.0227
+MU_ACC = {0.0: 0.80, 2.0: 0.83, 6.0: 0.85, 20.0: 0.81}
+
+
+@pytest.mark.parametrize("acc20, early20, verdict", [
+    (0.81, 0.70, HOLDS),          # peak 6 above both ends by 0.05 and 0.04; early 0.5 -> 0.7
+    (0.84, 0.70, INCONCLUSIVE),   # the fall from the peak is 0.01 (t = 1.22)
+    (0.81, 0.45, FAILS),          # early decoders fall from μ = 2 to μ = 20 by 0.05
+])
+def test_f_mu(acc20, early20, verdict):
+    frame = _grid("mu", {**MU_ACC, 20.0: acc20}, **{"early mean": {0.0: 0.1, 2.0: 0.5, 6.0: 0.6, 20.0: early20}})
+    row = claims.f_mu(frame)
+    assert row.id == "F-mu" and row.verdict == verdict and row.seeds == 3
+    assert "peak at μ = 6" in row.note
+
+
+def test_f_mu_needs_an_inner_value():
+    frame = _grid("mu", {0.0: 0.8, 6.0: 0.9}, **{"early mean": {0.0: 0.1, 6.0: 0.6}})
+    assert claims.f_mu(frame).verdict == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("f1_0, acc_02, verdict", [
+    (0.70, 0.80, HOLDS),          # 0.1 − 0: accuracy +0.05, F1 +0.05; 0.1 − 0.2: +0.05
+    (0.74, 0.80, INCONCLUSIVE),   # F1 gain 0.01 only
+    (0.70, 0.88, FAILS),          # 0.2 beats 0.1 by 0.03 (t = 3.67)
+])
+def test_f_pdrop(f1_0, acc_02, verdict):
+    frame = _grid("p_drop", {0.0: 0.80, 0.1: 0.85, 0.2: acc_02}, **{"binary F1": {0.0: f1_0, 0.1: 0.75, 0.2: 0.70}})
+    assert claims.f_pdrop(frame).verdict == verdict
+
+
+@pytest.mark.parametrize("acc2, verdict", [(0.80, HOLDS), (0.84, INCONCLUSIVE), (0.88, FAILS)])
+def test_t_exp(acc2, verdict):
+    frame = _grid("loss_exponent", {4: 0.85, 2: acc2, "abs": 0.70})
+    row = claims.t_exp(frame)
+    assert row.verdict == verdict and "(the paper: +1.3)" in row.note
+
+
+def _variants(acc, f1):
+    return _grid("variant", acc, column="accuracy", **{"binary F1": f1})
+
+
+VARIANT_ACC = {claims.REF: 0.85, claims.CONCAT: 0.84, claims.DETACH: 0.80, claims.NO_SKIP: 0.85}
+
+
+@pytest.mark.parametrize("f1_concat, verdict", [(0.50, HOLDS), (0.79, INCONCLUSIVE), (0.90, FAILS)])
+def test_t_concat(f1_concat, verdict):
+    f1 = {claims.REF: 0.80, claims.CONCAT: f1_concat, claims.DETACH: 0.6, claims.NO_SKIP: 0.6}
+    assert claims.t_concat(_variants(VARIANT_ACC, f1)).verdict == verdict
+
+
+@pytest.mark.parametrize("acc_noskip, verdict", [(0.85, HOLDS), (0.81, INCONCLUSIVE), (0.75, FAILS)])
+def test_t_detach(acc_noskip, verdict):
+    f1 = dict.fromkeys(VARIANT_ACC, 0.7)
+    assert claims.t_detach(_variants({**VARIANT_ACC, claims.NO_SKIP: acc_noskip}, f1)).verdict == verdict
+
+
+@pytest.mark.parametrize("other, verdict", [(0.80, HOLDS), (0.84, INCONCLUSIVE), (0.88, FAILS)])
+def test_t_ratios(other, verdict):
+    frame = _grid("ratios", {claims.OWN_RATIOS: 0.85, "c2 7/10": other})
+    assert claims.t_ratios(frame).verdict == verdict
+
+
+def test_an_empty_table_is_an_error():
+    with pytest.raises(ValueError, match="no rows"):
+        claims.t_ratios(pd.DataFrame(columns=["ratios", "val_acc"]))
+
+
+# --- scale ---------------------------------------------------------------------------------------
+
+def test_scale_verdicts_and_from_which_size_a_claim_holds():
+    rows = []
+    for n, gap, precision in ((2000, -3.0, 0.70), (8000, 0.5, 0.85), (60000, 2.3, 0.90)):
+        for seed, (c, p, pr) in enumerate(zip(three(80 + gap), three(80.0), three(precision, 0.01))):
+            rows.append({"train_images": n, "seed": seed, "coded_acc": c / 100, "plain_acc": p / 100,
+                         "precision": pr, "f1": pr})
+    table = claims.scale_verdicts(pd.DataFrame(rows))
+    assert list(table["T-acc"]) == [FAILS, INCONCLUSIVE, HOLDS]
+    # precision − 0.8 over 3 seeds (SE 0.01/√3, df 2, t_crit 4.303): −0.10 fails, +0.05 and +0.10 hold
+    assert list(table["F-binary precision"]) == [FAILS, HOLDS, HOLDS]
+    assert table["gap df"].tolist() == pytest.approx([4.0] * 3)
+    assert holds_from(table.train_images, table["T-acc"]) == 60000
+    assert holds_from(table.train_images, table["F-binary precision"]) == 8000
+    assert holds_from([1, 2, 3], [HOLDS, HOLDS, INCONCLUSIVE]) is None
+    sentence = claims.scale_sentence(table)
+    assert "(T-acc) holds from 60,000 training images on" in sentence
+    assert "precision above 0.8 holds from 8,000 training images on" in sentence
+
+
+def test_scale_sentence_says_not_shown_or_does_not_hold():
+    table = pd.DataFrame({"train_images": [100, 200], "T-acc": [HOLDS, INCONCLUSIVE],
+                          "F-binary precision": [HOLDS, FAILS], "F-binary F1": [FAILS, FAILS]})
+    sentence = claims.scale_sentence(table)
+    assert "(T-acc) is not shown up to 200 training images (inconclusive there)" in sentence
+    assert "precision above 0.8 does not hold up to 200 training images (does not hold there)" in sentence
