@@ -264,7 +264,7 @@ def bench_gpu(rows, device, rounds: int = 5, steps: int = 10) -> list[dict]:
     """Item 9: each row's training steps (train_step: forward, Eq. 6, backward, SGD) of plain, coded
     and the naive block, interleaved: ``rounds`` rounds of ``steps`` steps each, ratios as medians of
     per-round ratios; peak memory above the weights, gradients and optimizer state."""
-    from benchmarks.run import interleaved, median_ratio, peak_memory
+    from benchmarks.measure import interleaved, median_ratio, peak_memory
 
     out = []
     torch.backends.cudnn.benchmark = True  # as coded_lib.train on a GPU

@@ -192,5 +192,70 @@ def test_the_plan_trains_the_ablation_variants_the_notebook_opens():
     opened = {nb.run_folder(plan.preset, **p["ablation_overrides"], **v, seed=seed).name
               for v in nb.ABLATION_VARIANTS.values() for seed in p["seeds"]}
     assert opened <= planned
-    assert {"fashion_mnist_full-coding=detach_epochs=2_mu=0.0",
-            "fashion_mnist_full-coding=detach_epochs=2_mu=0.0_seed=2_skip=False"} <= planned
+    assert {"fashion_mnist_full-coding=detach_epochs=1_mu=0.0",
+            "fashion_mnist_full-coding=detach_epochs=1_mu=0.0_seed=2_skip=False"} <= planned
+
+
+def test_the_full_plan_on_smoke_values_resumes_after_a_kill_and_publishes(tmp_path):
+    """The full edition's Plan (at_scale.full_plan) with only the preset, epochs and seeds swapped for smoke
+    values: every stage in order, a kill of the runner (and its trainings) mid-way, the same call resuming
+    without retraining what was done, the manifest, the weights' checksums and the dashboard's column."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    from coded_lib.companion import report
+    from coded_lib.train import load_run
+
+    plan = at_scale.full_plan(preset="smoke", seeds=(0, 1), grid_epochs=1, grid_seeds=(0,), scale_sizes=(128,),
+                              scale_seeds=(0, 1))
+    assert [s.name for s in at_scale.stages(plan)] == list(plan.order)  # every group small enough to be one stage
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CODED_COMPILE_BACKEND": "aot_eager"}
+    args = "preset='smoke', seeds=(0, 1), grid_epochs=1, grid_seeds=(0,), scale_sizes=(128,), scale_seeds=(0, 1)"
+    code = f"from coded_lib.companion import at_scale; at_scale.run({str(out)!r}, {str(runs)!r}, at_scale.full_plan({args}))"
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_path = runs / at_scale.STATE
+    deadline = time.time() + 600
+    while time.time() < deadline and p.poll() is None:
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+        if state.get("train-baseline", {}).get("done"):
+            break
+        time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL)  # the runner and every training it started
+    p.wait()
+    state = json.loads(state_path.read_text())
+    assert state["train-coded"]["done"] and state["train-baseline"]["done"] and "analysis-1" not in state
+    done_before = {f: (runs / f / "checkpoint.pt").stat().st_mtime_ns for f in ("smoke", "smoke-seed=1")}
+
+    os.environ.update({"OMP_NUM_THREADS": "1", "CODED_COMPILE_BACKEND": "aot_eager"})
+    try:
+        state = at_scale.run(out, runs, plan, command="make edition EDITION=full (smoke values)")
+    finally:
+        os.environ.pop("CODED_COMPILE_BACKEND")
+    assert list(state) == list(plan.order) and all(s["done"] for s in state.values())
+    assert {f: (runs / f / "checkpoint.pt").stat().st_mtime_ns for f in done_before} == done_before  # not retrained
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["edition"] == "full" and manifest["cpu"]["cores"] >= 1 and manifest["cpu"]["model"]
+    assert [s["name"] for s in manifest["stages"]] == list(plan.order)
+    assert [s["wall_s"] for s in manifest["stages"]] == [state[n]["wall_s"] for n in plan.order]
+    for rel, digest in manifest["weights"].items():
+        assert at_scale.sha256(out / rel) == digest
+        model, _ = load_run(runs / Path(rel).stem)
+        weights = load_file(str(out / rel))
+        assert weights.keys() == model.state_dict().keys()
+        assert all(weights[k].equal(v) for k, v in model.state_dict().items())
+    assert sorted(Path(r).stem for r in manifest["weights"]) == ["smoke", "smoke-model=resnext_mini_mu=0.0_p_drop=0.0"]
+    assert sorted(p.name for p in out.glob("*.ipynb")) == sorted(f"{s}.ipynb" for g in plan.analysis for s in g)
+    assert (out / "run_files" / "smoke" / "tables" / "scale.csv").exists()
+
+    rows = report.edition_results(out)
+    page = report.comparison_markdown([], editions={"full data (CPU)": rows})
+    assert "  - full data (CPU)\n" in page and "*In the full data (CPU) edition: " in page
+    judged = {r["id"] for r in rows if r["verdict"]}
+    assert {"T-acc", "F-mu", "F-pdrop", "T-exp", "T-concat", "T-detach", "T-ratios", "F-removal"} <= judged

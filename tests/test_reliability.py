@@ -223,11 +223,11 @@ def _tiny_notebook(path):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
     params = nbformat.v4.new_code_cell('preset = "fashion_mnist"\nblocks = None  # None: every block\nrepeats = 2\n'
-                                       'lr = 0.1\nsizes = [1, 2]')
+                                       'lr = 0.1\nsizes = [1, 2]\nn_val = 500  # images; None: all of them')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(
         "import json\nfrom coded_lib.companion import notebook as nb\nnb.setup(globals())\n"
-        "print(json.dumps(dict(blocks=blocks, repeats=repeats, lr=lr, sizes=sizes, preset=preset)))")]
+        "print(json.dumps(dict(blocks=blocks, repeats=repeats, lr=lr, sizes=sizes, preset=preset, n_val=n_val)))")]
     nbformat.write(nb, path)
 
 
@@ -238,13 +238,15 @@ def test_papermill_parameters_are_parsed_and_typos_refused(tmp_path, monkeypatch
     _tiny_notebook(tmp_path / "t.ipynb")
     # what `papermill t.ipynb o.ipynb -p blocks "[9]" -p repeats 3 -p lr 1 -p sizes None` passes
     out = papermill.execute_notebook(tmp_path / "t.ipynb", tmp_path / "o.ipynb", cwd=str(tmp_path), progress_bar=False,
-                                     parameters={"blocks": "[9]", "repeats": 3, "lr": 1, "sizes": "(4, 5)"})
+                                     parameters={"blocks": "[9]", "repeats": 3, "lr": 1, "sizes": "(4, 5)", "n_val": None})
     printed = json.loads(out.cells[-1].outputs[0]["text"])
-    assert printed == {"blocks": [9], "repeats": 3, "lr": 1.0, "sizes": [4, 5], "preset": "fashion_mnist"}
+    # n_val's comment documents None (the editions pass it): kept; repeats' does not: refused below
+    assert printed == {"blocks": [9], "repeats": 3, "lr": 1.0, "sizes": [4, 5], "preset": "fashion_mnist", "n_val": None}
     assert isinstance(printed["lr"], float)
     for params, message in (({"reapeats": 1}, r"papermill parameter\(s\) \['reapeats'\] are not parameters"),
                             ({"repeats": "many"}, "repeats='many' cannot be read as int"),
-                            ({"lr": math.nan}, "numbers must be finite")):
+                            ({"lr": math.nan}, "numbers must be finite"),
+                            ({"repeats": None}, "repeats=None is NoneType; allowed: int")):
         with pytest.raises(papermill.PapermillExecutionError, match=message):
             papermill.execute_notebook(tmp_path / "t.ipynb", tmp_path / "o.ipynb", cwd=str(tmp_path),
                                        progress_bar=False, parameters=params)

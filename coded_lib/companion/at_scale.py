@@ -37,17 +37,15 @@ from pathlib import Path
 
 from ..train.lock import FolderBusy, FolderLock
 from . import notebook as nb
-from .edition import device_name, source_commit
+from .edition import MANIFEST, RUN_FILES, SOURCE, device_name, execute, source_commit
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "book" / "at_scale"
 STATE = "at_scale_state.json"
-MANIFEST = "manifest.json"
 STAGE_LIMIT_S = 8 * 60
 # Files of a run folder that the edition keeps (small text files); checkpoints and figures stay behind
 # (the figures are in the executed notebooks).
 KEPT = ("config.json", "metrics.csv", "results.csv", "tables/*.csv")
-RUN_FILES = "run_files"  # <out>/run_files/<run>/...: not "runs", which .gitignore keeps out of git
 MAX_KEPT_BYTES = 1_000_000
 # Installed on the GPU host from the prepared folder; the host brings torch, torchvision, timm, pandas,
 # scikit-learn and matplotlib itself. seaborn comes without its dependencies (numpy, pandas, matplotlib).
@@ -175,7 +173,7 @@ def _epochs(preset, overrides) -> int:
 # most 30 minutes. Each analysis runs right after the trainings it reads.
 SCALE_SIZES = [2000, 8000, 20000]  # training images of the scale chapter's points, below the full 60,000
 FULL_SEEDS = (0, 1, 2, 3, 4)       # T-acc: 5 seeds each; the grids and the scale points: 3
-FULL_GRID_EPOCHS = 2
+FULL_GRID_EPOCHS = 1
 
 
 def _scale_runs(preset: str, sizes, seeds) -> tuple:
@@ -186,28 +184,35 @@ def _scale_runs(preset: str, sizes, seeds) -> tuple:
     return tuple(run for pair in zip(coded, plain) for run in pair)
 
 
-FULL = Plan(
-    name="full", preset="fashion_mnist_full", seeds=FULL_SEEDS, jobs=2, threads=1,
-    runtime={"compile": True, "channels_last": True},
-    parameters={
-        "accuracy": {}, "removal": {"blocks": None, "n_val": None}, "early": {"n_val": None},
-        "binary": {"n_train": 5000, "n_val": None, "n_ood": None}, "activations": {"n_val": 2000},
-        "calibration": {"n_val": None}, "codes": {}, "architecture": {}, "train": {}, "cost": {},
-        "ablations": {"ablation_overrides": {"epochs": FULL_GRID_EPOCHS}, "seeds": [0, 1, 2], "n_binary": 1000,
-                      "mu_values": [0.0, 2.0, 6.0, 20.0], "pdrop_values": [0.0, 0.1, 0.2],
-                      "exponents": [4, 2, "abs"], "ratios": [None, {"c2": "7/10"}]},
-        "scale": {"train_sizes": SCALE_SIZES + [None], "seeds": [0, 1, 2], "n_binary": 1000},
-    },
-    analysis=(("train", "accuracy", "removal", "binary", "early", "activations", "calibration", "codes",
-               "architecture", "cost"), ("ablations",), ("scale",)),
-    extra=(("train-scale", _scale_runs("fashion_mnist_full", SCALE_SIZES, (0, 1, 2))),),
-    order=("train-coded", "train-baseline", "analysis-1", "train-ablations-mu-pdrop", "train-ablations-other",
-           "analysis-2", "train-scale", "analysis-3"),
-    stage_limit_s=30 * 60, seconds_per_run_epoch=45.0, seconds_per_run=25.0,
-    notebook_s={"train": 20, "accuracy": 15, "removal": 240, "binary": 150, "early": 40, "activations": 30,
-                "calibration": 120, "codes": 60, "architecture": 10, "cost": 60, "ablations": 240, "scale": 120},
-    out="book/full", runs="runs/full",
-)
+def full_plan(preset: str = "fashion_mnist_full", seeds=FULL_SEEDS, grid_epochs: int = FULL_GRID_EPOCHS,
+              grid_seeds=(0, 1, 2), scale_sizes=tuple(SCALE_SIZES), scale_seeds=(0, 1, 2)) -> Plan:
+    """The full edition's plan (``FULL``), or the same plan with another preset, epochs and seeds (the test
+    runs it on the smoke preset)."""
+    return Plan(
+        name="full", preset=preset, seeds=tuple(seeds), jobs=2, threads=1,
+        runtime={"compile": True, "channels_last": True},
+        parameters={
+            "accuracy": {}, "removal": {"blocks": None, "n_val": None}, "early": {"n_val": None},
+            "binary": {"n_train": 5000, "n_val": None, "n_ood": None}, "activations": {"n_val": 2000},
+            "calibration": {"n_val": None}, "codes": {}, "architecture": {}, "train": {}, "cost": {},
+            "ablations": {"ablation_overrides": {"epochs": grid_epochs}, "seeds": list(grid_seeds), "n_binary": 1000,
+                          "mu_values": [0.0, 2.0, 6.0, 20.0], "pdrop_values": [0.0, 0.1, 0.2],
+                          "exponents": [4, 2, "abs"], "ratios": [None, {"c2": "7/10"}]},
+            "scale": {"train_sizes": list(scale_sizes) + [None], "seeds": list(scale_seeds), "n_binary": 1000},
+        },
+        analysis=(("train", "accuracy", "removal", "binary", "early", "activations", "calibration", "codes",
+                   "architecture", "cost"), ("ablations",), ("scale",)),
+        extra=(("train-scale", _scale_runs(preset, scale_sizes, scale_seeds)),),
+        order=("train-coded", "train-baseline", "analysis-1", "train-ablations-mu-pdrop", "train-ablations-other",
+               "analysis-2", "train-scale", "analysis-3"),
+        stage_limit_s=30 * 60, seconds_per_run_epoch=45.0, seconds_per_run=25.0,
+        notebook_s={"train": 20, "accuracy": 15, "removal": 240, "binary": 150, "early": 40, "activations": 30,
+                    "calibration": 120, "codes": 60, "architecture": 10, "cost": 60, "ablations": 240, "scale": 120},
+        out="book/full", runs="runs/full",
+    )
+
+
+FULL = full_plan()
 EDITIONS = {"gpu": PLAN, "full": FULL}
 
 
@@ -312,7 +317,9 @@ def train_stage(stage: Stage, runs_dir: Path, jobs: int, runtime: dict | None = 
     folders = {folder_name(p, o): _epochs(p, o) for p, o in stage.runs}
     total = sum(folders.values())
     done = lambda: sum(min(_epochs_done(runs_dir / n), e) for n, e in folders.items())  # noqa: E731
+    # a log file (not a terminal) gets one line a minute, not one a second
     bar = tqdm(total=total, initial=done(), desc=stage.name, unit="run-epoch", file=sys.stderr,
+               mininterval=1 if sys.stderr.isatty() else 60,
                bar_format="{desc}: {n_fmt}/{total_fmt} run-epochs [{elapsed}<{remaining}]{postfix}")
     pending, running, failed = list(stage.runs), [], []
     while pending or running:
@@ -340,8 +347,6 @@ def train_stage(stage: Stage, runs_dir: Path, jobs: int, runtime: dict | None = 
 def notebook_stage(stage: Stage, plan: Plan, executed: Path) -> list[str]:
     """Execute the stage's notebooks with papermill into ``executed``; returns the failures."""
     import papermill
-
-    from .reproduce import SOURCE, execute
 
     failed = []
     for stem in stage.notebooks:

@@ -26,6 +26,8 @@ import os
 import platform
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -43,6 +45,10 @@ COLAB = "https://colab.research.google.com/github/"
 ONLINE_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"  # on GitHub and in Colab
 BOOK_BADGE = "../_static/colab-badge.svg"  # in the book, relative to book/notebooks/: works offline
 BADGE_LINE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)\n?\n?", re.MULTILINE)
+
+# An edition's folder (book/full, book/at_scale; coded_lib.companion.at_scale writes it, the report reads it)
+MANIFEST = "manifest.json"
+RUN_FILES = "run_files"  # <edition>/run_files/<run>/...: not "runs", which .gitignore keeps out of git
 
 INSTALL_TAG = "install"          # the Colab install cell of a source notebook
 PROVENANCE_TAG = "provenance"    # the generated cell of an executed copy
@@ -220,6 +226,36 @@ def stale(edition=EDITION, source=SOURCE) -> list[str]:
             out.append(f"{path.stem}: code cell {changed + 1} differs from notebooks/{path.name} "
                        f"(executed from {read_provenance(path.stem, edition).get('commit', '?')})")
     return out
+
+
+def execute(path, out_dir, preset, parameters=None, log_output=False, provenance=None):
+    """Run one notebook with papermill into ``out_dir``; returns (ok, seconds).
+
+    ``log_output`` also streams the cells' output (e.g. training epochs) to the terminal;
+    ``provenance`` (``edition.provenance(preset)``), when given, is written into the executed copy
+    with the time it took (``edition.finish``).
+    """
+    import papermill
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    try:
+        papermill.execute_notebook(
+            str(path), str(out_dir / path.name),
+            parameters={"preset": preset, **(parameters or {})},
+            cwd=str(REPO), kernel_name="python3", progress_bar=True, log_output=log_output)
+        ok = True
+    except papermill.PapermillExecutionError as e:
+        print(f"  {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
+        ok = False
+    except Exception as e:  # a dead kernel or a timeout: keep going with the other notebooks
+        print(f"  {path.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        ok = False
+    seconds = time.time() - start
+    if provenance is not None and (out_dir / path.name).exists():
+        finish(out_dir / path.name, {**provenance, "seconds": round(seconds, 1)})
+    return ok, seconds
 
 
 def main(argv=None):

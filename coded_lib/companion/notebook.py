@@ -93,6 +93,13 @@ def _assignments(source: str) -> dict:
     return values
 
 
+def _nullable(source: str) -> set:
+    """Parameters whose line in the parameters cell documents None as a value ("# ... None: all of them")."""
+    import re
+
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s*=[^#\n]*#[^\n]*\bNone\b", source, re.MULTILINE)}
+
+
 def _finite(value) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
@@ -132,7 +139,8 @@ def check_parameters(namespace: dict) -> None:
 
     papermill puts ``-p name value`` pairs in a cell of its own (source starting "# Parameters")
     right after the cell tagged ``parameters``; it only warns about a name that cell lacks, and
-    passes ``-p blocks "[9]"`` as a string. Both cells are in IPython's input history
+    passes ``-p blocks "[9]"`` as a string. None is accepted where the parameter's comment names it as a value
+    (``n_val = 500  # ...; None: the run's whole validation set``). Both cells are in IPython's input history
     (``namespace["In"]``, in execution order), so that unknown names (typos) raise ValueError
     naming the allowed ones, and each value is parsed to its default's type ("[9]" -> [9];
     any value for a default of None). Without injected parameters this does nothing.
@@ -150,7 +158,10 @@ def check_parameters(namespace: dict) -> None:
     if unknown:
         raise ValueError(f"papermill parameter(s) {unknown} are not parameters of this notebook (a typo?); "
                          f"allowed: {sorted(defaults)}")
+    nullable = _nullable(cells[injected[-1] - 1])
     for name in given:
+        if namespace[name] is None and name in nullable:
+            continue
         namespace[name] = _as_type_of(name, namespace[name], defaults[name])
 
 

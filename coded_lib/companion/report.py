@@ -495,7 +495,7 @@ def write_comparison(root=None, out=BOOK / "comparison.md", results_out=None):
 
 def edition_results(folder):
     """The result rows of an edition committed in ``folder`` (e.g. book/full); None until its manifest.json exists."""
-    from .at_scale import MANIFEST, RUN_FILES
+    from .edition import MANIFEST, RUN_FILES
 
     folder = Path(folder)
     return gather(folder / RUN_FILES) if (folder / MANIFEST).exists() else None
@@ -518,8 +518,48 @@ def write_from_results(results_csv=BOOK_RESULTS, out=BOOK / "comparison.md"):
     chapters = [p.stem for p in edition_dir.glob("*.ipynb")]
     provenance = {s: p for s in chapters if (p := edition.read_provenance(s, edition_dir))}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(comparison_markdown(results, chapters, provenance, editions_results(out.parent)), encoding="utf-8")
+    editions = editions_results(out.parent)
+    out.write_text(comparison_markdown(results, chapters, provenance, editions), encoding="utf-8")
+    if out.parent.resolve() == BOOK.resolve() and README.exists():  # the repository's own book: its README too
+        write_readme(results, editions)
     return out
+
+
+README = REPO / "README.md"
+README_START, README_END = "<!-- RESULTS: written by python -m coded_lib.companion.report -->", "<!-- /RESULTS -->"
+
+
+def readme_table(results, editions=None) -> str:
+    """The README's short results table: per claim of the paper, the verdict of each edition that has run."""
+    editions = {k: v for k, v in (editions or {}).items() if v is not None}
+    columns = {"default edition": results, **editions}
+    verdicts = {label: {} for label in columns}
+    for label, rows in columns.items():
+        for line in claim_lines(rows):
+            if line["paper_claim"]:
+                verdicts[label].setdefault((line["id"], line["claim"]), []).append(line["verdict"])
+    order = [(line["id"], line["claim"]) for line in claim_lines(results) if line["paper_claim"]]
+    lines = ["| id | claim | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    for key in dict.fromkeys(order):
+        cells = [", ".join(dict.fromkeys(verdicts[label].get(key, [paper.NOT_HERE]))) for label in columns]
+        claim = key[1] if len(key[1]) <= 90 else key[1][:87].rstrip() + "…"
+        lines.append(f"| {key[0]} | {claim} | " + " | ".join(cells) + " |")
+    counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(results).items())
+    return "\n".join([f"Verdicts of the committed default edition ({counts}; the rules and numbers are on the book's "
+                      "dashboard, `book/comparison.md`):", "", *lines])
+
+
+def write_readme(results, editions=None, readme=README) -> Path:
+    """Replace the README's results table (between its markers) with ``readme_table``."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} lacks the markers {README_START!r} ... {README_END!r}")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + README_START + "\n" + readme_table(results, editions) + "\n" + README_END + tail,
+                      encoding="utf-8")
+    return readme
 
 
 def main(argv=None):

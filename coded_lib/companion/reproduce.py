@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from . import edition, report
+from .edition import execute
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "notebooks"
@@ -66,36 +67,6 @@ def available(stems=None, source=SOURCE):
         else:
             warnings.warn(f"{path} does not exist yet: skipped", stacklevel=2)
     return found
-
-
-def execute(path, out_dir, preset, parameters=None, log_output=False, provenance=None):
-    """Run one notebook with papermill into ``out_dir``; returns (ok, seconds).
-
-    ``log_output`` also streams the cells' output (e.g. training epochs) to the terminal;
-    ``provenance`` (``edition.provenance(preset)``), when given, is written into the executed copy
-    with the time it took (``edition.finish``).
-    """
-    import papermill
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    try:
-        papermill.execute_notebook(
-            str(path), str(out_dir / path.name),
-            parameters={"preset": preset, **(parameters or {})},
-            cwd=str(REPO), kernel_name="python3", progress_bar=True, log_output=log_output)
-        ok = True
-    except papermill.PapermillExecutionError as e:
-        print(f"  {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
-        ok = False
-    except Exception as e:  # a dead kernel or a timeout: keep going with the other notebooks
-        print(f"  {path.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        ok = False
-    seconds = time.time() - start
-    if provenance is not None and (out_dir / path.name).exists():
-        edition.finish(out_dir / path.name, {**provenance, "seconds": round(seconds, 1)})
-    return ok, seconds
 
 
 def stage_unexecuted(book=BOOK, source=SOURCE):
