@@ -118,3 +118,67 @@ def test_the_committed_dashboard_is_written_from_the_committed_results(tmp_path)
     (tmp_path / "notebooks").symlink_to(BOOK / "notebooks")
     again = report.write_from_results(BOOK / "results.csv", tmp_path / "comparison.md")
     assert again.read_text() == page.read_text()
+
+
+def test_a_chapter_runs_on_a_committed_edition_after_checking_its_weights(tmp_path, monkeypatch):
+    """``-p edition full``: the chapter opens the committed edition's runs (run files + checksummed
+    safetensors weights), trains nothing, and says so clearly where the edition lacks a run or its weights."""
+    import json
+
+    import pytest
+    import torch
+
+    from coded_lib.companion import at_scale
+    from coded_lib.companion import notebook as nb
+    from coded_lib.train import load_run, train
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("CODED_SMOKE", raising=False)
+    trained = tmp_path / "trained"
+    for seed in (0, 1):  # what an edition's runner leaves: two finished runs of the smoke preset
+        train("smoke", trained / ("smoke" if seed == 0 else "smoke-seed=1"), progress=False, seed=seed, epochs=1)
+    book = tmp_path / "book"
+    folder = book / edition.EDITIONS["full"]
+    for run in ("smoke", "smoke-seed=1"):
+        for f in ("config.json", "metrics.csv"):
+            (folder / edition.RUN_FILES / run).mkdir(parents=True, exist_ok=True)
+            (folder / edition.RUN_FILES / run / f).write_bytes((trained / run / f).read_bytes())
+    weights = at_scale.export_weights(trained, ["smoke"], folder / at_scale.WEIGHTS)  # seed 0's only
+    (folder / edition.MANIFEST).write_text(json.dumps({"preset": "smoke", "weights": weights}))
+    monkeypatch.setattr(edition, "BOOK", book)
+
+    namespace = {"preset": "fashion_mnist", "run_dir": None, "edition": "full"}
+    monkeypatch.setenv("CODED_RUNS", str(tmp_path / "elsewhere"))
+    nb.setup(namespace)
+    try:
+        assert namespace["preset"] == "smoke" and nb.EDITION == "full"
+        run = nb.open_run(namespace["preset"])
+        expected, _ = load_run(trained / "smoke")
+        assert all(torch.equal(a, b) for a, b in zip(run.model.state_dict().values(), expected.state_dict().values()))
+        other = nb.open_run("smoke", seed=1)  # its metrics are there, its weights are not published
+        assert (other.dir / "metrics.csv").exists()
+        with pytest.raises(ValueError, match="publishes the weights of seed 0"):
+            other.model.coded_blocks
+        with pytest.raises(ValueError, match="holds no run smoke-seed=2"):
+            nb.open_run("smoke", seed=2)  # not trained: an edition never trains
+        assert not (tmp_path / "elsewhere").exists()
+    finally:
+        nb.EDITION = None
+
+    # the same from the environment, for a chapter without an edition parameter
+    monkeypatch.setenv("CODED_EDITION", "full")
+    namespace = {"preset": "fashion_mnist", "run_dir": None}
+    try:
+        nb.setup(namespace)
+        assert namespace["preset"] == "smoke" and nb.EDITION == "full"
+    finally:
+        nb.EDITION = None
+    monkeypatch.delenv("CODED_EDITION")
+
+    # a changed weights file is refused before anything runs
+    path = folder / next(iter(weights))
+    path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ValueError, match="SHA-256 .* is not the manifest's"):
+        edition.open_edition("full")
+    with pytest.raises(ValueError, match="allowed: \\['full', 'gpu'\\]"):
+        edition.open_edition("fulll")

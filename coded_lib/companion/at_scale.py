@@ -37,11 +37,10 @@ from pathlib import Path
 
 from ..train.lock import FolderBusy, FolderLock
 from . import notebook as nb
-from .edition import MANIFEST, RUN_FILES, SOURCE, device_name, execute, source_commit
+from .edition import MANIFEST, RUN_FILES, SOURCE, STATE, device_name, execute, source_commit
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "book" / "at_scale"
-STATE = "at_scale_state.json"
 STAGE_LIMIT_S = 8 * 60
 # Files of a run folder that the edition keeps (small text files); checkpoints and figures stay behind
 # (the figures are in the executed notebooks).

@@ -48,7 +48,14 @@ BADGE_LINE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)\n?\n?", re.M
 
 # An edition's folder (book/full, book/at_scale; coded_lib.companion.at_scale writes it, the report reads it)
 MANIFEST = "manifest.json"
+STATE = "at_scale_state.json"  # in an edition's runs folder (runs/full, runs/at_scale): its stages' state
 RUN_FILES = "run_files"  # <edition>/run_files/<run>/...: not "runs", which .gitignore keeps out of git
+
+# The committed editions a notebook can run on without training (``-p edition full``): name -> folder under book/
+# (coded_lib.companion.at_scale.EDITIONS writes them there; a test checks the two agree)
+EDITIONS = {"full": "full", "gpu": "at_scale"}
+WEIGHTS_FILE = "weights.safetensors"  # in a run folder opened from an edition: the published final weights
+EDITION_ONLY = ("scale",)  # source notebooks only the full edition executes (not chapters of the default edition)
 
 INSTALL_TAG = "install"          # the Colab install cell of a source notebook
 PROVENANCE_TAG = "provenance"    # the generated cell of an executed copy
@@ -216,6 +223,8 @@ def stale(edition=EDITION, source=SOURCE) -> list[str]:
 
     out = []
     for path in sorted(Path(source).glob("*.ipynb")):
+        if path.stem in EDITION_ONLY:
+            continue
         executed = Path(edition) / path.name
         if not executed.exists():
             out.append(f"{path.stem}: not executed ({executed} is missing)")
@@ -256,6 +265,39 @@ def execute(path, out_dir, preset, parameters=None, log_output=False, provenance
     if provenance is not None and (out_dir / path.name).exists():
         finish(out_dir / path.name, {**provenance, "seconds": round(seconds, 1)})
     return ok, seconds
+
+
+def open_edition(name: str, runs=None, book=None) -> tuple[Path, str]:
+    """A runs folder holding a committed edition's run files and published weights, and the edition's preset.
+
+    The weights (``<edition>/weights/<run>.safetensors``) are checked against the SHA-256 the manifest lists
+    (the UvA DL tutorials' convention for pretrained checkpoints) before they are copied to
+    ``<runs>/<run>/weights.safetensors``; the run files (config, metrics, tables, results) are copied as they
+    are. ``runs``: where to put them (default: a new temporary folder). Nothing is trained."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    if name not in EDITIONS:
+        raise ValueError(f"edition={name!r} is not known; allowed: {sorted(EDITIONS)} (or None: train or reuse runs)")
+    folder = Path(book if book is not None else BOOK) / EDITIONS[name]
+    if not (folder / MANIFEST).exists():
+        raise ValueError(f"the {name} edition is not committed: {folder / MANIFEST} does not exist "
+                         f"(make edition EDITION={name} makes it)")
+    import json
+
+    manifest = json.loads((folder / MANIFEST).read_text())
+    runs = Path(runs) if runs is not None else Path(tempfile.mkdtemp(prefix=f"coded_edition_{name}_"))
+    for config in sorted((folder / RUN_FILES).glob("*/config.json")):
+        shutil.copytree(config.parent, runs / config.parent.name, dirs_exist_ok=True)
+    for rel, digest in (manifest.get("weights") or {}).items():
+        path = folder / rel
+        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+        if actual != digest:
+            raise ValueError(f"{path}: SHA-256 {actual} is not the manifest's {digest}: the weights are damaged or "
+                             f"were changed; restore them (git checkout {folder}) or remake the edition")
+        shutil.copyfile(path, runs / path.stem / WEIGHTS_FILE)
+    return runs, manifest["preset"]
 
 
 def main(argv=None):

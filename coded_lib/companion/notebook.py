@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SMOKE_ENV = "CODED_SMOKE"
+EDITION_ENV = "CODED_EDITION"  # e.g. CODED_EDITION=full papermill notebooks/removal.ipynb out.ipynb
+EDITION = None  # the committed edition this notebook runs on (setup's ``edition`` parameter), None: its own runs
 RUNS_ENV = "CODED_RUNS"
 SMOKE_PRESET = "smoke"
 
@@ -57,9 +59,24 @@ def setup(namespace: dict, **smoke) -> bool:
     first (:func:`check_parameters`). In smoke mode ``preset`` becomes "smoke",
     ``run_dir`` None, and every keyword of ``smoke`` replaces the parameter of that name (each
     must exist: a typo would silently test the real defaults). On Colab, runs go to /content/runs
-    unless ``CODED_RUNS`` says otherwise. Figures are shown inline even under MPLBACKEND=Agg.
+    unless ``CODED_RUNS`` says otherwise. Figures are shown inline even under MPLBACKEND=Agg. A notebook
+    parameter ``edition`` ("full"), or ``CODED_EDITION=full`` in the environment for a notebook without
+    that parameter, runs the chapter on a committed edition instead
+    (``coded_lib.companion.edition.open_edition``: its run files and checksummed weights, its preset):
+    nothing is trained, and a run the edition does not publish is a clear error.
     """
     check_parameters(namespace)
+    global EDITION
+    EDITION = None
+    chosen = namespace.get("edition") or os.environ.get(EDITION_ENV) or None
+    if chosen is not None and not is_smoke():  # a committed edition, nothing trained
+        from .edition import open_edition
+
+        runs, namespace["preset"] = open_edition(chosen)
+        os.environ[RUNS_ENV] = str(runs)
+        if "run_dir" in namespace:
+            namespace["run_dir"] = None
+        EDITION = chosen
     unknown = sorted(k for k in smoke if k not in namespace)
     if unknown:
         raise ValueError(f"smoke values for {unknown}, which are not parameters of this notebook; "
@@ -228,9 +245,16 @@ def run_folder(preset: str, run_dir=None, **overrides) -> Path:
 
 
 def ensure(preset: str, run_dir=None, **overrides) -> Path:
-    """The folder of a finished run (``coded_lib.train.ensure_run``), trained only if missing."""
+    """The folder of a finished run (``coded_lib.train.ensure_run``), trained only if missing (on a committed
+    edition: never; a run it does not hold is a ValueError)."""
     from ..train import ensure_run
 
+    if EDITION is not None:
+        folder = run_folder(preset, run_dir, **overrides)
+        if not (folder / "metrics.csv").exists():
+            raise ValueError(f"the {EDITION} edition holds no run {folder.name}; this chapter needs it: run the "
+                             "chapter with edition=None to train it")
+        return folder
     return ensure_run(preset, run_folder(preset, run_dir, **overrides), progress=not is_smoke(),
                       **changed(preset, **overrides))
 
@@ -363,13 +387,46 @@ def describe_scale(cfg, model=None) -> str:
             f"p_drop = {cfg.p_drop:g}")
 
 
+class Unpublished:
+    """The model of an edition's run whose weights the edition does not publish: any use says so."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        raise ValueError(f"the {EDITION} edition publishes the weights of seed 0's coded and plain networks only, "
+                         f"not of {self._name}: run the chapter with edition=None to train it")
+
+    def __call__(self, *args, **kwargs):
+        self.__getattr__("__call__")
+
+
+def _edition_model(folder: Path):
+    """(model, config) of a run opened from a committed edition (``open_edition``)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from ..train import build_model_for
+    from ..train.presets import config_from_dict
+    from .edition import WEIGHTS_FILE
+
+    cfg = config_from_dict(json.loads((folder / "config.json").read_text()))
+    if not (folder / WEIGHTS_FILE).exists():
+        return Unpublished(folder.name), cfg
+    model = build_model_for(cfg)
+    model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    return model.eval(), cfg
+
+
 def open_run(preset: str, run_dir=None, **overrides) -> Run:
     """The finished run of ``preset`` (trained first if missing), its model loaded on the CPU."""
     from ..train import load_run
 
     folder = ensure(preset, run_dir, **overrides)
-    model, cfg = load_run(folder)
-    return Run(dir=folder, data=describe_data(cfg), scale=describe_scale(cfg, model), model=model, config=cfg)
+    model, cfg = _edition_model(folder) if EDITION is not None else load_run(folder)
+    scale = describe_scale(cfg, None if isinstance(model, Unpublished) else model)
+    return Run(dir=folder, data=describe_data(cfg), scale=scale, model=model, config=cfg)
 
 
 def folder(preset: str, run_dir=None, data: str = "", scale: str = "") -> Folder:

@@ -156,10 +156,17 @@ def read_results(path):
 
 
 def gather(root=None):
-    """All rows of every ``results.csv`` under root (default runs_root()), each with its ``source`` path."""
+    """All rows of every ``results.csv`` under root (default runs_root()), each with its ``source`` path; the
+    runs folders of other editions under root (those holding an edition's state file) are left out."""
+    from .edition import STATE
+
     root = Path(root) if root is not None else runs_root()
+    # another edition's runs folder (runs/full, runs/at_scale) under root is not this edition's
+    editions = [p.parent for p in root.glob(f"*/{STATE}")]
     results = []
     for path in sorted(root.rglob(RESULTS_CSV)):
+        if any(e in path.parents for e in editions):
+            continue
         for row in read_results(path):
             if row["id"] not in paper.TITLES and row["id"] not in paper.BEYOND:
                 warnings.warn(f"{path}: unknown id {row['id']!r} skipped")
@@ -482,13 +489,20 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     return "\n".join(md)
 
 
-def write_comparison(root=None, out=BOOK / "comparison.md", results_out=None):
+def write_comparison(root=None, out=BOOK / "comparison.md", results_out=None, only=None):
     """Gather the results under root (default runs_root()) into ``results_out`` (default
-    ``book/results.csv`` beside ``out``) and write the dashboard from it."""
+    ``book/results.csv`` beside ``out``) and write the dashboard from it. ``only``: the chapters that were
+    executed; the rows of the other chapters are kept from the existing ``results_out`` (their runs need
+    not be on this machine)."""
     out = Path(out)
     root = Path(root) if root is not None else runs_root()
     results = gather(root) if root.exists() else []
     results_out = Path(results_out) if results_out is not None else out.parent / RESULTS_CSV
+    if only is not None:
+        results = [r for r in results if NOTEBOOK_OF.get(r["id"]) in only]
+        kept = [r for r in read_results(results_out) if NOTEBOOK_OF.get(r["id"]) not in only] if results_out.exists() else []
+        order = {id: i for i, id in enumerate(list(paper.TITLES) + list(paper.BEYOND))}
+        results = sorted(kept + results, key=lambda r: order[r["id"]])
     write_book_results(results, results_out)
     return write_from_results(results_out, out)
 

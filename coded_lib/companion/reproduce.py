@@ -128,7 +128,7 @@ def main(argv=None):
     if args.no_execute:  # nothing ran: the committed results stay as they are
         page = report.write_from_results(BOOK / report.RESULTS_CSV, BOOK / "comparison.md")
     else:
-        page = report.write_comparison(None, BOOK / "comparison.md")
+        page = report.write_comparison(None, BOOK / "comparison.md", only=args.only)
     print(f"wrote {page.relative_to(REPO)}", flush=True)
     for line in edition.stale():
         print(f"warning: {line}", file=sys.stderr)
