@@ -163,7 +163,7 @@ def test_dashboard_edition_columns(tmp_path):
 
     without = report.comparison_markdown([], editions={"at scale (GPU)": None, "full data (CPU)": None})
     assert "  - at scale (GPU)" not in claims_table(without) and "not run yet" not in claims_table(without)
-    assert "Neither has been run yet" in without
+    assert "get a column here once they have been run" in without
 
     edition = tmp_path / "full"
     assert report.edition_results(edition) is None
@@ -177,7 +177,9 @@ def test_dashboard_edition_columns(tmp_path):
     table = claims_table(page)
     assert "  - full data (CPU)\n" in table and "at scale (GPU)" not in table
     assert "  - +0.50 ± 0.10 (SE, 5 seeds each) {bdg-success}`holds`\n" in table
-    assert f"*In the full data (CPU) edition: 1 holds, 0 does not hold, 0 inconclusive, {len(paper.claims()) - 1} not run here.*" in page
+    glance = page.split("## At a glance")[1].split("## ")[0]
+    assert "In the full data (CPU) edition: 1 holds, 0 does not hold, 0 inconclusive, 15 not run here." in glance
+    assert "  - default edition\n  - full data (CPU)\n" in glance
     assert report.editions_results(tmp_path) == {"full data (CPU)": rows, "at scale (GPU)": None}
 
 
@@ -256,6 +258,6 @@ def test_the_full_plan_on_smoke_values_resumes_after_a_kill_and_publishes(tmp_pa
 
     rows = report.edition_results(out)
     page = report.comparison_markdown([], editions={"full data (CPU)": rows})
-    assert "  - full data (CPU)\n" in page and "*In the full data (CPU) edition: " in page
+    assert "  - full data (CPU)\n" in page and "In the full data (CPU) edition: " in page
     judged = {r["id"] for r in rows if r["verdict"]}
     assert {"T-acc", "F-mu", "F-pdrop", "T-exp", "T-concat", "T-detach", "T-ratios", "F-removal"} <= judged

@@ -278,7 +278,7 @@ def test_page_has_a_claim_row_for_every_id_and_links_only_existing_chapters(tmp_
     assert "[F-removal](notebooks/removal.ipynb)" in text
     assert "](notebooks/accuracy.ipynb)" not in text
     assert "{bdg-success}`holds`" in claims
-    assert text.count("```{list-table}") == 3  # runs, claims, numbers
+    assert text.count("```{list-table}") == 5  # at a glance, by construction, runs, claims, numbers
     assert "`runs/fm/results.csv`" in text
     runs_table = text.split("## The runs behind the numbers")[1].split("## ")[0]
     assert "Every chapter ran on CPU: 2 cores, torch ? from source commit `abc` (2024-01-01 to 2024-01-01)." in runs_table
@@ -288,9 +288,34 @@ def test_page_has_a_claim_row_for_every_id_and_links_only_existing_chapters(tmp_
     assert report.write_from_results(book / "results.csv", book / "again.md").read_text() == text
 
 
+def test_dashboard_opens_with_the_compact_table_and_spans_the_whole_reproduce():
+    rows = [dict(id="T-arch", quantity="total parameters (M), Coded ResNeXt vs ResNeXt, CIFAR-10/100", ours="4.6",
+                 data="none", scale="built", verdict="holds", note="", seeds=""),
+            dict(id="T-arch", quantity="total parameters (M), Coded ResNeXt vs ResNeXt, ImageNet", ours="25",
+                 data="none", scale="built", verdict="holds", note="", seeds=""),
+            dict(id="T-acc", quantity="accuracy gain of Coded ResNeXt over ResNeXt (points)", ours="+0.1", data="FM",
+                 scale="mini", verdict="inconclusive", note="", seeds="3")]
+    prov = {"train": {"date": "2026-12-01 06:25", "seconds": 60}, "ablations": {"date": "2026-12-01 06:30", "seconds": 960}}
+    text = report.comparison_markdown(rows, provenance=prov)
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[:2] == ["## At a glance", "## True by construction"]
+    glance = text.split("## At a glance")[1].split("## ")[0]
+    assert "  - 3 seeds\n  - {bdg-warning}`inconclusive`" in glance and "T-arch" not in glance
+    built = text.split("## True by construction")[1].split("## ")[0]
+    assert built.count("* - T-arch") == 1  # two rows, one claim, counted once
+    assert "(2026-12-01 06:25 to 2026-12-01 06:46)" in text  # the last chapter's start plus its 16 minutes
+    assert text.index("```{contents}") < text.index("## At a glance")
+    assert ":::{dropdown} The claims table" in text and ":::{dropdown} Every number" in text
+
+
 def test_page_without_runs_folder(tmp_path):
     page = report.write_comparison(tmp_path / "nothing", tmp_path / "comparison.md")
-    assert f"{len(paper.claims())} not run here" in page.read_text()
+    built = {("T-arch", "total parameters (M), Coded ResNeXt vs ResNeXt"), ("T-codes", "rules A-C hold for every scheme"),
+             ("T-cost", "GFLOPs per image, ResNeXt vs Coded (one multiply-add = one FLOP)"),
+             ("F-binary", "binary classifier parameters (% of the full model)")}
+    empirical = len({(i, c) for i, q, c in paper.claims() if (i, q) not in built})
+    assert f"The paper's {empirical} empirical claims" in page.read_text()
+    assert f"{empirical} not run here." in page.read_text()
 
 
 def test_side_by_side_frame(tmp_path):

@@ -245,3 +245,20 @@ def scale_sentence(table: pd.DataFrame) -> str:
         else:
             parts.append(f"{what} holds from {start:,} training images on")
     return "Here " + "; ".join(parts) + "."
+
+
+# --- evidence ------------------------------------------------------------------------------------
+# Claims whose verdict is an exact count or a property of the code, true or false whatever the training:
+# (id, the start of the paper quantity); None matches every quantity of the id.
+BY_CONSTRUCTION = (("T-arch", None), ("T-codes", None), ("T-cost", "GFLOPs"), ("F-binary", "binary classifier parameters"))
+CONSTRUCTION, ONE_TRAINING = "by construction", "one training"
+
+
+def evidence(id: str, quantity: str, seeds) -> str:
+    """What a dashboard row's verdict rests on: "by construction" (an exact count or a property of the
+    code), "n seeds" (uncertainty over trainings) or "one training" (uncertainty over images or subNNs of
+    one trained network)."""
+    if any(id == i and (q is None or quantity.startswith(q)) for i, q in BY_CONSTRUCTION):
+        return CONSTRUCTION
+    n = int(seeds) if str(seeds or "").strip() else 0
+    return f"{n} seeds" if n > 1 else ONE_TRAINING

@@ -283,7 +283,7 @@ def claim_lines(results):
         paper_text = "; ".join(_paper_text(p) for p in g["paper"]) or "—"
         rule = paper.rule(g["id"], g["quantity"]) if g["claim"] else ""
         base = {"id": g["id"], "claim": g["claim"] or g["quantity"], "paper": paper_text, "rule": rule,
-                "paper_claim": bool(g["claim"])}
+                "paper_claim": bool(g["claim"]), "quantity": g["quantity"]}
         if not judged:
             lines.append({**base, "ours": NOT_RUN, "verdict": paper.NOT_HERE, "row": None})
         for r in judged:
@@ -386,28 +386,42 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     def run_cell(row):
         return names[_run_key(row)] if row is not None else "—"
 
-    # The page-wide metadata drops the right-hand "contents" column to leave room for the tables.
+    span = f"{dates[0]} to {_end_of(provenance) or dates[-1]}" if dates else ""
+    glance, built = _glance(results, editions)
+    # The page-wide metadata drops the right-hand "contents" column to leave room for the tables; the
+    # page's own contents list follows the introduction instead.
     md = ["---", "html_theme.sidebar_secondary.remove: true", "---", "",
           "(comparison)=", "# The paper's claims, checked", "",
-          "One row per claim of the paper: its value, ours, and a verdict by the rule written beside it. "
-          "The paper's numbers come from CIFAR and ImageNet networks of millions of parameters trained "
-          "for hundreds of epochs; ours from the runs in the first table, by default a small network on a "
-          "Fashion-MNIST subset on a CPU: compare trends and claims, not digits.", "",
-          "Verdicts are one-sided, in the direction the paper claims: {bdg-success}`holds` when our effect "
-          "exceeds about two standard errors (SE), {bdg-danger}`does not hold` when it is that far the other "
-          "way, {bdg-warning}`inconclusive` in between or when a comparison of trainings rests on fewer than "
-          f"{paper.MIN_SEEDS} seeds, {{bdg-dark}}`not run here` for a claim about hardware the runs did "
-          "not use (or an experiment not run).", "",
-          "Each further column judges the same claims by the same rules on another edition of the book, once "
-          "that edition has been run and committed: *full data (CPU)* is the same network and recipe on all "
-          "60,000 Fashion-MNIST images with 5 seeds (part \"Full data (CPU)\"), *at scale (GPU)* the paper's "
-          "CIFAR-10 network and recipe on one GPU (part \"At scale\")."
-          + ("" if editions else " Neither has been run yet, so the table has no such column."), "",
-          "*Of the paper's " + str(sum(counts.values())) + " claim rows, in the default edition: "
-          + ", ".join(f"{counts[v]} {v}" for v in paper.VERDICTS) + ".*"
-          + "".join(f" *In the {label} edition: " + ", ".join(f"{n} {v}" for v, n in verdict_counts(rows).items())
-                    + ".*" for label, rows in editions.items()), "",
-          "## The runs behind the numbers", ""]
+          "Every claim of the paper, judged on our runs. The paper's numbers come from CIFAR and ImageNet networks "
+          "of millions of parameters trained for hundreds of epochs; ours, in the default edition, from a "
+          "0.09 M-parameter network trained for a few epochs on a Fashion-MNIST subset on a CPU: compare trends "
+          "and claims, not digits, and read each verdict with its evidence.", "",
+          "Verdicts are one-sided, in the direction the paper claims: {bdg-success}`holds` beyond the critical "
+          "value, {bdg-danger}`does not hold` beyond it the other way, {bdg-warning}`inconclusive` in between. A "
+          "comparison of trainings is Welch's t-test over the seeds (one-sided 97.5 %; fewer than "
+          f"{paper.MIN_SEEDS} seeds a side is inconclusive); an effect measured on the images of one trained "
+          "network is judged at two standard errors over those images. {bdg-dark}`not run here`: a claim about "
+          "hardware the runs did not use.", "",
+          "*Evidence* says what a verdict rests on: *by construction* (an exact count or a property of the code, "
+          "the same after any training), *one training* (uncertainty over the images of one trained network), "
+          "*n seeds* (uncertainty over n trainings per setting).", "",
+          "```{contents} On this page", ":local:", ":depth: 1", "```", "",
+          "## At a glance", "",
+          f"The paper's {len(glance)} empirical claims; the chapter of each is linked from its id. Of them, in the "
+          "default edition: " + ", ".join(f"{sum(v == g['default'] for g in glance)} {v}" for v in paper.VERDICTS) + "."
+          + "".join(f" In the {label} edition: " + ", ".join(f"{sum(v == g[label] for g in glance)} {v}" for v in paper.VERDICTS)
+                    + "." for label in editions)
+          + ("" if editions else " The other editions (full data on a CPU, the paper's network on a GPU) get a "
+             "column here once they have been run and committed."), ""]
+    md.append(_list_table(["id", "claim", "evidence", "default edition", *editions],
+                          [[id_cell(g["id"]), _md(g["claim"]), g["evidence"], *(_badge(g[c]) for c in ["default", *editions])]
+                           for g in glance], widths=[7, 45, 12, 14, *[14] * len(editions)], css="claims-table glance"))
+    md += ["", "## True by construction", "",
+           "Exact counts and properties of the code: they hold or fail whatever the training, so they say nothing "
+           "about how well the method works. Each is counted once.", ""]
+    md.append(_list_table(["id", "claim", "verdict"], [[id_cell(g["id"]), _md(g["claim"]), _badge(g["default"])]
+                                                      for g in built], widths=[8, 72, 20], css="claims-table"))
+    md += ["", "## The runs behind the numbers", ""]
     chapter_of = {}
     for g in groups(results):
         for r in g["ours"]:
@@ -422,7 +436,7 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     shared = ([f"on {machines[0]}"] if len(machines) == 1 else []) + (
         [f"from source commit `{commits[0]}`"] if len(commits) == 1 else [])
     if shared:
-        md += ["Every chapter ran " + " ".join(shared) + (f" ({dates[0]} to {dates[-1]})." if dates else "."), ""]
+        md += ["Every chapter ran " + " ".join(shared) + (f" ({span})." if dates else "."), ""]
 
     def origin(stems, column):
         provs = [provenance[s] for s in stems if s in provenance]
@@ -440,7 +454,9 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
         rows.append([name, _md(data), _md(scale), seeds or "—"] + [origin(stems, c) for c in per_run] + [where])
     md.append(_list_table(["run", "data", "model and scale", "seeds"] + per_run + ["chapter (its wall time)"], rows,
                           widths=[4, 22, 36, 5] + [12] * len(per_run) + [15]))
-    md += ["", "## The paper's claims", ""]
+    md += ["", "## The paper's claims in detail", "",
+           "Our value beside the paper's, the rule that judged it and the run it came from, one line per result.", "",
+           ":::{dropdown} The claims table (paper, ours, verdict, rule, run)", ""]
     rows, last = [], None
     for c in claims:
         if not c["paper_claim"]:
@@ -453,6 +469,7 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
                      *extra, _md(c["rule"]) if first else "", run_cell(c["row"])])
     md.append(_list_table(["id", "claim", "paper", "ours", "verdict", *editions, "rule", "run"], rows,
                           widths=[6, 18, 12, 17, 9, *[17] * len(editions), 18, 5], css="claims-table"))
+    md += ["", ":::"]
     ours_only = [c for c in claims if not c["paper_claim"]]
     if ours_only:
         md += ["", "## Our own checks", "",
@@ -471,22 +488,65 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
         md.append(_list_table(["id", "question", "ours", "verdict", "rule and why", "run"], rows,
                               widths=[6, 24, 26, 9, 30, 5], css="claims-table"))
     md += ["", "## Every number", "",
-           "The paper's numbers (with the data they come from) and ours, by experiment.", ""]
+           "The paper's numbers (with the data they come from) and ours, by experiment.", "",
+           ":::{dropdown} Every number of the paper and ours", ""]
     rows = []
     for l in comparison_lines(results):
         rows.append([id_cell(l["id"]) if l["first"] else "", _md(l["quantity"]) if l["first"] else "",
                      _md(l["paper"]), _md(l["ours"]), run_cell(l["row"])])
     md.append(_list_table(["id", "quantity", "paper (data)", "ours", "run"], rows, widths=[6, 28, 30, 30, 6]))
+    md += ["", ":::"]
     sources = sorted({r["source"] for r in results if r.get("source")})
     md += ["", "## Where the numbers come from", "",
            "Written by `python -m coded_lib.companion.report` from `book/results.csv`, which gathers "
            f"{len(sources)} results file(s) under `runs/`"
-           + (f" of the runs executed {dates[0]} to {dates[-1]}" if dates else "")
+           + (f" of the runs executed {span}" if dates else "")
            + (":" if sources else " (none yet: run `make reproduce`)."), ""]
     md += [f"- `runs/{s}`" for s in sources]
     md += ["", "The paper's numbers and the claims' rules are in `coded_lib/companion/paper.py`; the "
            "results-row format is documented in `coded_lib/companion/report.py`.", ""]
     return "\n".join(md)
+
+
+def _end_of(provenance) -> str:
+    """When the last chapter finished: the latest start plus its wall time ("" without dates)."""
+    import datetime
+
+    ends = []
+    for p in provenance.values():
+        try:
+            start = datetime.datetime.strptime(p["date"], "%Y-%m-%d %H:%M")
+        except (KeyError, ValueError, TypeError):
+            continue
+        ends.append(start + datetime.timedelta(seconds=float(p.get("seconds") or 0)))
+    return max(ends).strftime("%Y-%m-%d %H:%M") if ends else ""
+
+
+def _glance(results, editions):
+    """(empirical claims, claims true by construction): one entry per (id, claim) with each edition's
+    verdict (its rows' verdicts combined) and the evidence of the default edition's rows."""
+    from .claims import CONSTRUCTION, evidence
+
+    def verdicts(rows):
+        out = {}
+        for line in claim_lines(rows):
+            if line["paper_claim"]:
+                out.setdefault((line["id"], line["claim"]), []).append(line)
+        return out
+
+    default = verdicts(results)
+    others = {label: verdicts(rows) for label, rows in editions.items()}
+    glance, built = [], []
+    for (id, claim), lines in default.items():
+        kinds = [evidence(id, l["row"]["quantity"], l["row"]["seeds"]) if l["row"] and l["verdict"] != paper.NOT_HERE
+                 else (CONSTRUCTION if evidence(id, l["quantity"], None) == CONSTRUCTION else "—") for l in lines]
+        entry = {"id": id, "claim": claim, "evidence": ", ".join(dict.fromkeys(kinds)),
+                 "default": paper.combine(*(l["verdict"] for l in lines))}
+        for label, table in others.items():
+            there = table.get((id, claim), [])
+            entry[label] = paper.combine(*(l["verdict"] for l in there)) if there else paper.NOT_HERE
+        (built if kinds and all(k == CONSTRUCTION for k in kinds) else glance).append(entry)
+    return glance, built
 
 
 def write_comparison(root=None, out=BOOK / "comparison.md", results_out=None, only=None):
