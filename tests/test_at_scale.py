@@ -261,3 +261,29 @@ def test_the_full_plan_on_smoke_values_resumes_after_a_kill_and_publishes(tmp_pa
     assert "  - full data (CPU)\n" in page and "In the full data (CPU) edition: " in page
     judged = {r["id"] for r in rows if r["verdict"]}
     assert {"T-acc", "F-mu", "F-pdrop", "T-exp", "T-concat", "T-detach", "T-ratios", "F-removal"} <= judged
+
+
+def test_snapshot_for_a_second_sitting_and_restore(tmp_path, monkeypatch):
+    """What resuming needs, committed between two sittings: state, small files and last checkpoints (a
+    finished run's without its optimizer state), restored into an empty runs folder by the next run."""
+    import torch
+
+    from coded_lib.train import is_finished, load_run, train
+    from coded_lib.train.checkpoint import load_checkpoint
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    train("smoke", runs / "smoke", progress=False, epochs=1)
+    (runs / "smoke" / "checkpoint.prev.pt").write_bytes(b"old")  # never committed
+    (runs / at_scale.STATE).write_text(json.dumps({"train-coded": {"done": True, "wall_s": 1.0}}))
+    files = at_scale.snapshot(out, runs, STAND_IN)
+    names = sorted(p.relative_to(out / at_scale.RESUME).as_posix() for p in files)
+    assert names == [at_scale.STATE, "smoke/checkpoint.pt", "smoke/config.json", "smoke/metrics.csv"]
+    slim = load_checkpoint(out / at_scale.RESUME / "smoke" / "checkpoint.pt")
+    assert slim["optimizer"] == {} and slim["epoch"] == 1  # finished: weights only
+    fresh = tmp_path / "elsewhere"
+    assert at_scale.restore(out, fresh) and not at_scale.restore(out, fresh)  # once, into an empty folder
+    assert is_finished(fresh / "smoke")
+    a, _ = load_run(runs / "smoke")
+    b, _ = load_run(fresh / "smoke")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

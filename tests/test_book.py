@@ -271,25 +271,40 @@ def test_mathjax_is_served_locally(html_dir):
 def test_dashboard_has_a_claim_row_for_every_id_with_a_verdict(html_dir, server, browser):
     from selenium.webdriver.common.by import By
 
+    def text(el):  # also inside a closed dropdown, where .text is empty
+        return (el.get_attribute("textContent") or "").strip()
+
     _open(browser, server + "comparison.html")
-    tables = browser.find_elements(By.CSS_SELECTOR, "table.comparison-table")
-    assert len(tables) >= 3, "expected the runs table, the claims table and the numbers table"
-    runs, claims = tables[0], browser.find_element(By.CSS_SELECTOR, "section#the-paper-s-claims table.claims-table")
-    header = [th.text.strip() for th in runs.find_elements(By.CSS_SELECTOR, "thead th")]
+    # first on the page: the compact table, one row per empirical claim with its evidence and a badge
+    first = browser.find_elements(By.CSS_SELECTOR, "table.comparison-table")[0]
+    glance = browser.find_element(By.CSS_SELECTOR, "section#at-a-glance table.claims-table")
+    assert first == glance
+    header = [text(th) for th in glance.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert header[:4] == ["id", "claim", "evidence", "default edition"]
+    rows = glance.find_elements(By.CSS_SELECTOR, "tbody tr")
+    evidence = {text(r.find_element(By.CSS_SELECTOR, "td:nth-child(3)")) for r in rows}
+    assert all(e == "—" or e == "one training" or re.fullmatch(r"\d+ seeds", e) for e in evidence), evidence
+    assert len(glance.find_elements(By.CSS_SELECTOR, "td:nth-child(4) .sd-badge")) == len(rows)
+    built = browser.find_element(By.CSS_SELECTOR, "section#true-by-construction table.claims-table")
+    ids = {text(r.find_element(By.CSS_SELECTOR, "td:first-child")) for r in rows}
+    ids |= {text(r.find_element(By.CSS_SELECTOR, "td:first-child")) for r in built.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    assert set(paper.IDS) <= ids
+    runs = browser.find_element(By.CSS_SELECTOR, "section#the-runs-behind-the-numbers table.comparison-table")
+    header = [text(th) for th in runs.find_elements(By.CSS_SELECTOR, "thead th")]
     assert header[:4] == ["run", "data", "model and scale", "seeds"]
-    header = [th.text.strip() for th in claims.find_elements(By.CSS_SELECTOR, "thead th")]
+    claims = browser.find_element(By.CSS_SELECTOR, "section#the-paper-s-claims-in-detail table.claims-table")
+    header = [text(th) for th in claims.find_elements(By.CSS_SELECTOR, "thead th")]
     assert header[:5] == ["id", "claim", "paper", "ours", "verdict"] and {"rule", "run"} <= set(header)
     rows = claims.find_elements(By.CSS_SELECTOR, "tbody tr")
-    ids = {r.find_element(By.CSS_SELECTOR, "td:first-child").text.strip() for r in rows}
-    assert set(paper.IDS) <= ids
-    verdicts = [r.find_element(By.CSS_SELECTOR, "td:nth-child(5)").text.strip() for r in rows]
+    assert set(paper.IDS) <= {text(r.find_element(By.CSS_SELECTOR, "td:first-child")) for r in rows}
+    verdicts = [text(r.find_element(By.CSS_SELECTOR, "td:nth-child(5)")) for r in rows]
     assert verdicts and set(verdicts) <= set(paper.VERDICTS), set(verdicts) - set(paper.VERDICTS)
     # colour as well as text: each verdict is a badge
     assert len(claims.find_elements(By.CSS_SELECTOR, "td:nth-child(5) .sd-badge")) == len(rows)
     # the rule is written beside the first row of every claim
     rule = header.index("rule") + 1
-    firsts = [r for r in rows if r.find_element(By.CSS_SELECTOR, "td:first-child").text.strip()]
-    assert all(r.find_element(By.CSS_SELECTOR, f"td:nth-child({rule})").text.strip() for r in firsts)
+    firsts = [r for r in rows if text(r.find_element(By.CSS_SELECTOR, "td:first-child"))]
+    assert all(text(r.find_element(By.CSS_SELECTOR, f"td:nth-child({rule})")) for r in firsts)
 
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1400, min(max(height, 1000), 12000))

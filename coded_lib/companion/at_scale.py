@@ -387,6 +387,8 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
     bad = sorted(set(only or ()) - set(names))
     if bad:
         raise ValueError(f"unknown stage(s) {bad}; allowed: {names}")
+    if restore(out, runs_dir):
+        print(f"resuming from {Path(out) / RESUME} (a sitting before this one)", flush=True)
     state_path = runs_dir / STATE
     state = _read_json(state_path)
     todo = [s for s in all_stages if not state.get(s.name, {}).get("done") and (not only or s.name in only)]
@@ -416,6 +418,7 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
             failed += errors
     if all(state.get(n, {}).get("done") for n in names):
         finish(out, runs_dir, plan, state, command)
+        shutil.rmtree(out / RESUME, ignore_errors=True)  # done: the checkpoints leave the commit
     if failed:
         raise RuntimeError("stages failed: " + "; ".join(failed))
     return state
@@ -576,6 +579,55 @@ def write_page(out=OUT, plan: Plan = PLAN) -> Path:
     return out / "index.md"
 
 
+# --- a second sitting: what resuming needs, committed ----------------------------------------------
+RESUME = "resume"  # <out>/resume/: the runs folder's state, small files, executed chapters and checkpoints
+RESUME_LIMIT = 30_000_000
+
+
+def snapshot(out, runs_dir, plan: Plan) -> list[Path]:
+    """Copy into ``<out>/resume/`` what the next sitting needs to go on where this one stopped: the stages'
+    state, every run's small files, the chapters executed so far and the runs' last checkpoints (not the
+    .prev.pt). A finished run's checkpoint is kept without its optimizer state (an analysis only loads its
+    weights; it never trains again), so that the whole fits in RESUME_LIMIT bytes. ``restore`` is its inverse,
+    and ``run`` calls it when its runs folder has no state. Returns the files written."""
+    from ..train.checkpoint import load_checkpoint, save_checkpoint
+    from ..train.loop import CHECKPOINT, CHECKPOINT_KEYS
+
+    out, runs_dir = Path(out), Path(runs_dir)
+    to = out / RESUME
+    shutil.rmtree(to, ignore_errors=True)
+    to.mkdir(parents=True)
+    shutil.copyfile(runs_dir / STATE, to / STATE)
+    for rel in small_files(runs_dir):
+        (to / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(runs_dir / rel, to / rel)
+    if (runs_dir / "executed").exists():
+        shutil.copytree(runs_dir / "executed", to / "executed")
+    for ckpt_path in sorted(runs_dir.glob(f"*/{CHECKPOINT}")):
+        ckpt = load_checkpoint(ckpt_path, CHECKPOINT_KEYS)
+        if ckpt["epoch"] >= ckpt["config"]["epochs"]:
+            ckpt = {**ckpt, "optimizer": {}}  # finished: never resumed, only loaded
+        ckpt.pop("sha256", None)
+        target = to / ckpt_path.parent.name / CHECKPOINT
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint({k: v for k, v in ckpt.items() if k in CHECKPOINT_KEYS}, target)
+    for prev in to.glob("*/*.prev.pt"):
+        prev.unlink()
+    total = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
+    if total > RESUME_LIMIT:
+        raise RuntimeError(f"{to} holds {total / 1e6:.1f} MB, more than the {RESUME_LIMIT / 1e6:.0f} MB a commit may")
+    return sorted(p for p in to.rglob("*") if p.is_file())
+
+
+def restore(out, runs_dir) -> bool:
+    """Put a committed ``<out>/resume/`` back into an empty ``runs_dir``; True if there was one."""
+    src, runs_dir = Path(out) / RESUME, Path(runs_dir)
+    if not (src / STATE).exists() or (runs_dir / STATE).exists():
+        return False
+    shutil.copytree(src, runs_dir, dirs_exist_ok=True)
+    return True
+
+
 # --- prepare: what the offline GPU host needs ------------------------------------------------------
 
 def _pip(args: list[str]) -> None:
@@ -635,6 +687,8 @@ def main(argv=None):
     p.add_argument("--python-version", default=None, help="the GPU host's Python, e.g. 3.12 (default: this one)")
     p.add_argument("--platform", default=None, help="the GPU host's wheel platform, e.g. manylinux2014_x86_64")
     sub.add_parser("page", help="rewrite <out>/index.md from the manifest (or 'not run yet')")
+    sn = sub.add_parser("snapshot", help="copy what resuming needs into <out>/resume/ (to commit between sittings)")
+    sn.add_argument("--edition", choices=sorted(EDITIONS), default="full")
     args = ap.parse_args(argv)
     if args.cmd == "list":
         plan = EDITIONS[args.edition]
@@ -645,6 +699,10 @@ def main(argv=None):
     elif args.cmd == "page":
         for plan in EDITIONS.values():
             print(write_page(REPO / plan.out, plan))
+    elif args.cmd == "snapshot":
+        plan = EDITIONS[args.edition]
+        files = snapshot(REPO / plan.out, REPO / plan.runs, plan)
+        print(f"{len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {REPO / plan.out / RESUME}")
     elif args.cmd == "prepare":
         for path in prepare(args.to, args.data, args.python_version, args.platform):
             print(path)
