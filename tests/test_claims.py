@@ -210,3 +210,31 @@ def test_scale_sentence_says_not_shown_or_does_not_hold():
     sentence = claims.scale_sentence(table)
     assert "(T-acc) is not shown up to 200 training images (inconclusive there)" in sentence
     assert "precision above 0.8 does not hold up to 200 training images (does not hold there)" in sentence
+
+
+# --- F-removal (paired over images) --------------------------------------------------------------
+
+def _flips(n_wrong, n=100, base=None):
+    """Correctness of n images: the first 20 always wrong, then n_wrong more wrong (removals only break)."""
+    c = np.ones(n, bool) if base is None else base.copy()
+    c[:20] = False
+    c[20:20 + n_wrong] = False
+    return c
+
+
+@pytest.mark.parametrize("active2, inactive1, verdict", [
+    (30, 0, HOLDS),          # intact − 2 active: 30 of 100 flipped, t = 0.3 / 0.0461 = 6.5; 1 − 2: t = 5.0
+    (2, 0, INCONCLUSIVE),    # 2 flips: mean 0.02, SE 0.0141, t = 1.42 < 1.98 (df 99)... and 1 − 2 likewise
+    (30, 20, FAILS),         # removing one inactive subNN flips 20 images: t = 5.0, beyond the critical value
+])
+def test_f_removal_is_paired_over_the_same_images(active2, inactive1, verdict):
+    pairs = {"intact": _flips(0), ("active", 1): _flips(min(10, active2)), ("active", 2): _flips(active2),
+             ("inactive", 1): _flips(inactive1)}
+    if active2 < 10:
+        pairs[("active", 1)] = _flips(0)
+    row = claims.f_removal(pairs, 1)
+    assert row.verdict == verdict and row.id == "F-removal"
+    assert "paired" in row.ours and "SE over 100 images" in row.note
+    # the paired SE by hand: differences of 0/1 with p = 0.3 → sd √(0.3·0.7·100/99), SE = sd/10
+    if active2 == 30:
+        assert f"t = {0.3 / (math.sqrt(0.21 * 100 / 99) / 10):.2f}" in row.note

@@ -62,6 +62,28 @@ def removal_curves(model, loader, blocks=None, repeats: int = 3, kinds=KINDS, de
                      ignore_index=True)
 
 
+def removal_pairs(model, loader, block: int, device="cpu", seed: int = 0) -> dict:
+    """Per-image correctness (bool arrays over ``loader``'s images, in order) of the intact model and of
+    the model with k active or k inactive subNNs of ``block`` removed (one random draw per image), for every
+    k: ``{"intact": ..., ("active", 1): ..., ("inactive", 1): ..., ...}``. The same images with and without
+    the removal, for a paired comparison (``coded_lib.analysis.stats.paired``)."""
+    if not 0 <= block < len(model.coded_blocks):
+        raise ValueError(f"block={block}; this model has coded blocks 0..{len(model.coded_blocks) - 1}")
+    b = model.coded_blocks[block]
+    gen = torch.Generator().manual_seed(seed)
+
+    def correct(mask_fn=None):
+        out = collect(model, loader, device, mask_fn)
+        return (out["preds"] == out["targets"]).numpy()
+
+    pairs = {"intact": correct()}
+    for kind in KINDS:
+        for k in range(1, (b.n_act if kind == "active" else b.n - b.n_act) + 1):
+            pairs[(kind, k)] = correct(lambda x, y, k=k, kind=kind: decoders.removal_mask(model, y, block, k, kind,
+                                                                                           generator=gen))
+    return pairs
+
+
 def removal_gaps(curves: pd.DataFrame) -> dict[int, float]:
     """Per block of ``curves`` (:func:`removal_curves`): the mean accuracy with k inactive subNNs
     removed minus with k active ones removed, over k = 1 .. min(N_act, N - N_act) (the k both

@@ -206,8 +206,38 @@ def t_ratios(frame: pd.DataFrame) -> Row:
                "; ".join(f"own − {r}: {_t(d)}" for r, d in effects.items()), _seeds(acc))
 
 
+# --- F-removal -----------------------------------------------------------------------------------
+
+def f_removal(pairs: dict, block: int) -> Row:
+    """F-removal on the paper's block, paired over the same images (``analysis.removal_pairs``): intact −
+    k_max active removed and 1 − k_max active removed must each hold (paired t over images, df ∞ for
+    many images); removing inactive subNNs must never lower accuracy beyond the critical value (any k)."""
+    from ..analysis.stats import paired
+
+    intact = pairs["intact"].astype(float)
+    active = sorted(k for kind, k in (key for key in pairs if key != "intact") if kind == "active")
+    inactive = sorted(k for kind, k in (key for key in pairs if key != "intact") if kind == "inactive")
+    if not active:
+        raise ValueError("no active removals to judge: pairs needs ('active', k) entries")
+    a = {k: pairs[("active", k)].astype(float) for k in active}
+    i = {k: pairs[("inactive", k)].astype(float) for k in inactive}
+    k_max = active[-1]
+    drop, deeper = paired(intact, a[k_max]), paired(a[active[0]], a[k_max])
+    worse = {k: paired(intact, v) for k, v in i.items()}  # positive: inactive removal lowered accuracy
+    worst = max(worse, key=lambda k: worse[k].t) if worse else None
+    inactive_verdict = paper.FAILS if worst is not None and judge(worse[worst]) == paper.HOLDS else paper.HOLDS
+    verdict = paper.combine(judge(drop), judge(deeper) if k_max > active[0] else paper.HOLDS, inactive_verdict)
+    n = len(intact)
+    ours = (f"block {block + 1}, intact {100 * intact.mean():.1f} %; active removed: "
+            + " → ".join(f"{100 * a[k].mean():.1f}" for k in active) + "; inactive removed: "
+            + " → ".join(f"{100 * i[k].mean():.1f}" for k in inactive) + f" ({n} images, paired)")
+    note = (f"intact − {k_max} active removed {_t(drop)}; 1 − {k_max} active {_t(deeper)}"
+            + (f"; worst inactive removal (k = {worst}): intact − it {_t(worse[worst])}" if worst else ""))
+    return Row("F-removal", "accuracy vs k removed subNNs, active vs inactive", ours, verdict, note)
+
+
 # claim id -> the function that judges it, for the chapters and the tests
-BY_ID = {"T-acc": t_acc, "F-mu": f_mu, "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat,
+BY_ID = {"T-acc": t_acc, "F-removal": f_removal, "F-mu": f_mu, "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat,
          "T-detach": t_detach, "T-ratios": t_ratios}
 
 
