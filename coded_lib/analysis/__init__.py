@@ -11,12 +11,12 @@ from .cost import (coded_flops_overhead, cost_table, count_multiply_adds, fvcore
 from .early import agreement_table, early_accuracy
 from .inference import collect, eval_mode
 from .metrics import best_f1_threshold, f1_score, precision_recall
-from .removal import removal_curve, removal_curves, removal_gaps, removal_table
+from .removal import removal_curve, removal_curves, removal_gaps, removal_pairs, removal_table
 from .sweep import read_final_metrics, sweep
 
 __all__ = [
     "collect", "eval_mode",
-    "removal_curve", "removal_curves", "removal_gaps", "removal_table",
+    "removal_curve", "removal_curves", "removal_gaps", "removal_pairs", "removal_table",
     "BinaryReport", "binary_scores", "binary_metrics", "binary_classifiers", "masked_vs_extracted", "neg_ratio_for",
     "best_f1_threshold", "precision_recall", "f1_score",
     "subnn_output_distribution",
