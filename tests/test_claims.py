@@ -238,3 +238,20 @@ def test_f_removal_is_paired_over_the_same_images(active2, inactive1, verdict):
     # the paired SE by hand: differences of 0/1 with p = 0.3 → sd √(0.3·0.7·100/99), SE = sd/10
     if active2 == 30:
         assert f"t = {0.3 / (math.sqrt(0.21 * 100 / 99) / 10):.2f}" in row.note
+
+
+# --- T-calib (the spread of one split) ----------------------------------------------------------
+
+@pytest.mark.parametrize("mce, ece, verdict", [
+    (three(-3.0), three(0.0, 0.1), INCONCLUSIVE),  # MCE −3 ± SD 1 over 3 splits: t = 3 < 4.303 (df 2); the SE
+                                                   # of the mean (t = 5.2) would have called it a result
+    (three(-5.0), three(0.0, 0.1), HOLDS),         # t = 5 > 4.303 (df 2); ECE unchanged
+    (three(-5.0), three(1.0, 0.1), FAILS),         # ECE rises by 1 ± 0.1: t = 10
+    (three(-2.0), three(0.0, 0.1), INCONCLUSIVE),  # t = 2 < 4.303
+])
+def test_t_calib_judges_by_the_spread_of_one_split(mce, ece, verdict):
+    row = claims.t_calib("25/75", ece, mce, (1.0, 20.0), (1.0, 17.0), 2000)
+    assert row.verdict == verdict and row.quantity == paper.CALIB.format("25/75")
+    assert "SD over 3 random splits of 2000 images" in row.note and "df = 2" in row.note
+    with pytest.raises(ValueError, match="finite"):
+        claims.t_calib("25/75", [float("nan"), 1.0], [1.0, 2.0], (1, 1), (1, 1), 10)

@@ -1,21 +1,26 @@
-"""The book's "At scale" edition (issue 14): every experiment again with the paper's CIFAR-10 network
-and recipe on all of Fashion-MNIST (preset ``fashion_mnist_at_scale``), made on one GPU.
+"""The runner of the book's editions: one :class:`Plan` per edition, run in resumable stages.
 
-    python -m coded_lib.companion.at_scale prepare --to dist/at_scale   # with internet: wheels + data
-    python -m coded_lib.companion.at_scale list                         # the stages and their planned time
-    python -m coded_lib.companion.at_scale run --out book/at_scale --data dist/at_scale   # on the GPU host
+    make edition EDITION=full                                         # all of Fashion-MNIST on this CPU (FULL)
+    python -m coded_lib.companion.at_scale run --edition full         # the same
+    python -m coded_lib.companion.at_scale list --edition full        # the stages and their planned time
+    python -m coded_lib.companion.at_scale prepare --to dist/at_scale # with internet: wheels + data for a GPU host
+    python -m coded_lib.companion.at_scale run --edition gpu --data dist/at_scale   # the paper's network (PLAN)
 
-``run`` goes through the stages of a :class:`Plan` in order, each planned to take at most 8 minutes
-of one H100, and skips the stages already done (their state is kept in ``<runs>/at_scale_state.json``,
-so a command killed by a time limit is simply run again; a training stage resumes its runs from their
-checkpoints). Training stages launch ``python -m coded_lib.train`` processes, several at once on the
-one GPU; analysis stages execute notebooks of ``notebooks/`` with papermill on those runs (the
-notebooks find them in the same folders they would train them into: ``CODED_RUNS`` is the edition's
-runs folder). After the last stage, ``<out>`` receives the executed notebooks (the book's chapters),
-only the small files of every run (metrics, config, tables, results; no checkpoint) and
-``manifest.json``: source commit, device, torch and every package's version, the command, the date
-and the wall time of each stage. Until ``manifest.json`` exists the part's page (``<out>/index.md``)
-says that the edition has not been run and shows no number.
+``run`` goes through the stages of the edition's plan in order (``Plan.order``), each planned to take at
+most ``Plan.stage_limit_s``, and skips the stages already done (their state is kept in
+``<runs>/at_scale_state.json``, so a command killed by a time limit is simply run again; a training stage
+resumes its runs from their checkpoints). One runner holds a runs folder at a time (a second one refuses,
+naming the first's process id). Training stages launch ``python -m coded_lib.train`` processes,
+``Plan.jobs`` at once, with a progress bar of run-epochs and the time left of the stage and of the whole;
+analysis stages execute notebooks of ``notebooks/`` with papermill on those runs (the notebooks find them
+in the same folders they would train them into: ``CODED_RUNS`` is the edition's runs folder). After the
+last stage, ``<out>`` receives the executed notebooks (the book's chapters), only the small files of every
+run (metrics, config, tables, results; no checkpoint), the seed-0 networks' final weights as safetensors,
+and ``manifest.json``: source commit, device and CPU, torch and every package's version, the command, the
+date, the wall time of each stage and the weights' SHA-256. Until ``manifest.json`` exists the part's
+page (``<out>/index.md``) says that the edition has not been run and shows no number. Between two
+sittings, ``snapshot`` puts what resuming needs into ``<out>/resume/`` (to commit) and the next ``run``
+restores it.
 """
 from __future__ import annotations
 

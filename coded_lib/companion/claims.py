@@ -236,8 +236,38 @@ def f_removal(pairs: dict, block: int) -> Row:
     return Row("F-removal", "accuracy vs k removed subNNs, active vs inactive", ours, verdict, note)
 
 
+# --- T-calib -------------------------------------------------------------------------------------
+
+def t_calib(split: str, ece_change, mce_change, ece_mce_t, ece_mce_aug, n_images: int) -> Row:
+    """T-calib for one calibration/test split ratio. ``*_change``: h_aug − h_T per random split (points).
+    The splits resample the same images, so the mean over them is not known to its SE over splits (they
+    overlap): the uncertainty is the spread of one split's difference, the SD over the splits (a resampling
+    estimate of what another draw of the images would give), with splits − 1 degrees of freedom. Rule: MCE
+    lower (−ΔMCE) beyond the critical value and ECE not higher beyond it: holds; ECE or MCE higher beyond
+    it: does not hold; else inconclusive."""
+    ece, mce = _finite_list(ece_change, "ECE changes"), _finite_list(mce_change, "MCE changes")
+    if len(ece) < 2 or len(mce) != len(ece):
+        raise ValueError(f"T-calib needs the same number (>= 2) of ECE and MCE changes, got {len(ece)} and {len(mce)}")
+    spread = lambda v: Effect(sum(v) / len(v), float(pd.Series(v).std(ddof=1)), len(v) - 1, len(v), "splits")  # noqa: E731
+    d_ece, d_mce = spread(ece), spread(mce)
+    ece_verdict = paper.FAILS if judge(d_ece) == paper.HOLDS else paper.HOLDS
+    verdict = paper.combine(judge(-d_mce), ece_verdict)
+    (e_t, m_t), (e_a, m_a) = ece_mce_t, ece_mce_aug
+    return Row("T-calib", paper.CALIB.format(split), f"({e_t:.2f}, {m_t:.2f}) vs ({e_a:.2f}, {m_a:.2f})", verdict,
+               f"h_aug − h_T: MCE {d_mce.value:+.2f} ± {d_mce.se:.2f}, ECE {d_ece.value:+.2f} ± {d_ece.se:.2f} points "
+               f"(mean ± SD over {len(ece)} random splits of {n_images} images: the uncertainty of one split; "
+               f"t = {-d_mce.t:.2f} for the MCE, df = {d_mce.df:.0f})")
+
+
+def _finite_list(values, name: str) -> list:
+    v = [float(x) for x in values]
+    if not v or not all(map(math.isfinite, v)):
+        raise ValueError(f"{name} must be finite numbers, got {v}")
+    return v
+
+
 # claim id -> the function that judges it, for the chapters and the tests
-BY_ID = {"T-acc": t_acc, "F-removal": f_removal, "F-mu": f_mu, "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat,
+BY_ID = {"T-acc": t_acc, "F-removal": f_removal, "T-calib": t_calib, "F-mu": f_mu, "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat,
          "T-detach": t_detach, "T-ratios": t_ratios}
 
 
