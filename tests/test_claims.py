@@ -255,3 +255,27 @@ def test_t_calib_judges_by_the_spread_of_one_split(mce, ece, verdict):
     assert "SD over 3 random splits of 2000 images" in row.note and "df = 2" in row.note
     with pytest.raises(ValueError, match="finite"):
         claims.t_calib("25/75", [float("nan"), 1.0], [1.0, 2.0], (1, 1), (1, 1), 10)
+
+
+# --- B-conditional (non-inferiority with a margin) -----------------------------------------------
+
+@pytest.mark.parametrize("gated, fraction, verdict", [
+    (0.80, 0.6, HOLDS),          # no loss: interval [−0.55, +0.55], below the 1-point margin
+    (0.78, 0.6, FAILS),          # 2 points lost: interval [1.45, 2.55], all of it beyond the margin
+    (0.805, 1.0, FAILS),         # no saving of multiply-adds
+])
+def test_b_conditional_non_inferiority(gated, fraction, verdict):
+    # by hand, full accuracy 0.8 on n images: SE = 100·√(2·0.8·0.2/n) points; n = 40,000: SE = 0.283, z·SE = 0.554
+    n = 40000
+    row = claims.b_conditional(0.80, gated, n, fraction, 0.5)
+    assert row.verdict == verdict
+    assert "margin 1 point" in row.note
+
+
+def test_b_conditional_the_three_states_at_the_margin():
+    n = 40000  # z·SE = 1.96 × 0.2828 = 0.554 points
+    assert claims.b_conditional(0.80, 0.796, n, 0.6, 0.5).verdict == HOLDS          # 0.4 lost: top 0.95 < 1
+    assert claims.b_conditional(0.80, 0.792, n, 0.6, 0.5).verdict == INCONCLUSIVE   # 0.8 lost: [0.25, 1.35]
+    assert claims.b_conditional(0.80, 0.784, n, 0.6, 0.5).verdict == FAILS          # 1.6 lost: bottom 1.05 > 1
+    with pytest.raises(ValueError, match="finite"):
+        claims.b_conditional(float("nan"), 0.8, n, 0.6, 0.5)

@@ -266,8 +266,43 @@ def _finite_list(values, name: str) -> list:
     return v
 
 
+# --- B-conditional (non-inferiority) ------------------------------------------------------------
+MARGIN = 1.0  # points of accuracy that conditional computation may cost and still count as "not worse"
+
+
+def b_conditional(full_acc: float, gated_acc: float, n: int, fraction: float, gated: float,
+                  margin: float = MARGIN) -> Row:
+    """B-conditional as non-inferiority: the accuracy lost by gating (points, on the same n images) must be
+    below ``margin`` with 97.5 % confidence (the upper end of its 95 % interval under the margin) and the
+    multiply-adds must fall (an exact count): holds; the loss beyond the margin with that confidence, or no
+    saving: does not hold; else inconclusive. The SE is that of two accuracies on n images (a bound: the
+    two share their images, which only narrows it)."""
+    from ..analysis.stats import critical_value
+
+    for name, v in (("full_acc", full_acc), ("gated_acc", gated_acc), ("fraction", fraction)):
+        if not math.isfinite(v):
+            raise ValueError(f"{name} = {v}: needs a finite number")
+    if n < 2:
+        raise ValueError(f"n = {n} images: needs at least 2")
+    drop = 100 * (full_acc - gated_acc)
+    se = 100 * math.sqrt(2 * max(full_acc * (1 - full_acc), 1e-12) / n)
+    z = critical_value(math.inf)
+    low, high = drop - z * se, drop + z * se
+    if fraction >= 1 or low > margin:
+        verdict = paper.FAILS
+    elif high < margin:
+        verdict = paper.HOLDS
+    else:
+        verdict = paper.INCONCLUSIVE
+    return Row("B-conditional", "accuracy (%) and multiply-adds with the later coded blocks gated by an early decoder",
+               f"{100 * gated_acc:.2f} vs {100 * full_acc:.2f} (full) at {100 * fraction:.1f} % of the multiply-adds, "
+               f"{100 * gated:.0f} % of the images gated", verdict,
+               f"accuracy lost {drop:+.2f} points, 95 % interval [{low:+.2f}, {high:+.2f}] on {n} images; margin "
+               f"{margin:g} point: holds when the interval's top is below it and the multiply-adds fall")
+
+
 # claim id -> the function that judges it, for the chapters and the tests
-BY_ID = {"T-acc": t_acc, "F-removal": f_removal, "T-calib": t_calib, "F-mu": f_mu, "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat,
+BY_ID = {"T-acc": t_acc, "F-removal": f_removal, "T-calib": t_calib, "B-conditional": b_conditional, "F-mu": f_mu, "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat,
          "T-detach": t_detach, "T-ratios": t_ratios}
 
 
