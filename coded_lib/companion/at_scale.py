@@ -504,16 +504,23 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
 
     from .edition import cpu_info
 
+    from . import edition
+
     out, runs_dir = Path(out), Path(runs_dir)
-    for stem in (s for group in plan.analysis for s in group):
-        shutil.copyfile(runs_dir / "executed" / f"{stem}.ipynb", out / f"{stem}.ipynb")
+    all_stages = stages(plan)
+    for stage in all_stages:
+        for stem in stage.notebooks:
+            shutil.copyfile(runs_dir / "executed" / f"{stem}.ipynb", out / f"{stem}.ipynb")
+            # the chapter's provenance note under its title, as the default edition's chapters have it
+            edition.finish(out / f"{stem}.ipynb", {"commit": source_commit(), "date": state[stage.name].get("date", ""),
+                                                   "device": device_name(), "torch": torch.__version__,
+                                                   "preset": plan.preset})
     shutil.rmtree(out / RUN_FILES, ignore_errors=True)
     for rel in small_files(runs_dir):
         (out / RUN_FILES / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(runs_dir / rel, out / RUN_FILES / rel)
     shutil.rmtree(out / WEIGHTS, ignore_errors=True)
     weights = export_weights(runs_dir, weight_runs(plan), out / WEIGHTS)
-    all_stages = stages(plan)
     manifest = {
         "edition": plan.name, "preset": plan.preset, "source_commit": source_commit(short=False),
         "device": device_name(), "cpu": cpu_info(), "threads_per_training": plan.threads, "jobs": plan.jobs,
