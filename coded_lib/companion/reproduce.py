@@ -116,12 +116,18 @@ def main(argv=None):
     else:
         paths = available(args.only)
         prov = edition.provenance(args.preset)
+        # the plan: each chapter's wall time in the committed edition (its provenance), scaled by how this
+        # machine compares so far
+        planned = {p.stem: float(edition.read_provenance(p.stem).get("seconds") or 60) for p in paths}
+        spent = done_planned = 0.0
         for i, path in enumerate(paths, 1):
             print(f"[{i}/{len(paths)}] {path.relative_to(REPO)} (preset {args.preset})", flush=True)
             ok, seconds = execute(path, BOOK / "notebooks", args.preset, log_output=args.log_output,
                                   provenance=prov)
+            spent, done_planned = spent + seconds, done_planned + planned[path.stem]
+            left = sum(planned[p.stem] for p in paths[i:]) * spent / max(done_planned, 1.0)
             print(f"[{i}/{len(paths)}] {path.stem}: {'done' if ok else 'FAILED'} in {seconds:.0f} s "
-                  f"({time.time() - start:.0f} s so far)", flush=True)
+                  f"({time.time() - start:.0f} s so far, about {left / 60:.0f} min left)", flush=True)
             if not ok:
                 failed.append(path.stem)
 
