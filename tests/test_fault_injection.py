@@ -81,7 +81,7 @@ def _assert_folder_complete(run_dir: Path) -> None:
         # written after the checkpoint: as long as its history, or one row short (repaired at the next start)
         newest = [h["epoch"] for h in histories[0]]  # checkpoint.pt, or .prev.pt if killed between the renames
         assert [int(r[0]) for r in rows[1:]] in (newest, newest[:-1])
-    assert set(names) <= {"checkpoint.pt", "checkpoint.prev.pt", "config.json", "metrics.csv",
+    assert set(names) <= {"checkpoint.pt", "checkpoint.prev.pt", "config.json", "metrics.csv", ".lock",
                           "checkpoint.pt.tmp", "metrics.csv.tmp", "config.json.tmp"}, names
 
 
@@ -108,8 +108,10 @@ def test_twenty_sigkills_then_resume_equal_an_uninterrupted_run(tmp_path):
     # the last start resumes and finishes; no temporary file, no damaged file is left behind
     subprocess.run(_cmd(killed) + ["--no-progress"], cwd=REPO, env=_env(), check=True, timeout=300,
                    stdout=subprocess.DEVNULL)
-    assert sorted(p.name for p in killed.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt", "config.json",
+    # .lock: the run folder's lock file (coded_lib.train.lock), empty while no process holds it
+    assert sorted(p.name for p in killed.iterdir()) == [".lock", "checkpoint.prev.pt", "checkpoint.pt", "config.json",
                                                         "metrics.csv"]
+    assert (killed / ".lock").read_text() == ""
     a, b = (load_checkpoint(d / "checkpoint.pt", CHECKPOINT_KEYS) for d in (whole, killed))
     mismatches = [k for k in a["model"] if not torch.equal(a["model"][k], b["model"][k])]
     mismatches += [f"optimizer {i}" for i, (s, t) in enumerate(zip(a["optimizer"]["state"].values(),
