@@ -281,6 +281,14 @@ def test_snapshot_for_a_second_sitting_and_restore(tmp_path, monkeypatch):
     assert names == [at_scale.STATE, "smoke/checkpoint.pt", "smoke/config.json", "smoke/metrics.csv"]
     slim = load_checkpoint(out / at_scale.RESUME / "smoke" / "checkpoint.pt")
     assert slim["optimizer"] == {} and slim["epoch"] == 1  # finished: weights only
+    # what is done is published meanwhile: a manifest marked incomplete, the page says what is pending
+    manifest = json.loads(at_scale.finish(out, runs, STAND_IN, json.loads((runs / at_scale.STATE).read_text())).read_text())
+    assert manifest["complete"] is False
+    assert [s["wall_s"] for s in manifest["stages"]] == [1.0, None, None]
+    assert list(manifest["weights"]) == ["weights/smoke.safetensors"]  # the plain run is not trained yet
+    page = (out / "index.md").read_text()
+    assert "1 of 3 stages are done" in page and "Pending: train-baseline, analysis-1" in page
+    assert "| train-baseline | pending |" in page
     fresh = tmp_path / "elsewhere"
     assert at_scale.restore(out, fresh) and not at_scale.restore(out, fresh)  # once, into an empty folder
     assert is_finished(fresh / "smoke")

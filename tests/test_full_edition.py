@@ -29,8 +29,13 @@ def metrics(name):
         return list(csv.DictReader(f))
 
 
+def done_stages():
+    """The stages the committed manifest has a wall time for (all of them once the edition is complete)."""
+    return [s for s in manifest()["stages"] if s["wall_s"] is not None]
+
+
 def test_every_run_on_all_training_images_and_the_test_set_with_its_epochs():
-    stages = {s["name"]: s for s in manifest()["stages"]}
+    stages = {s["name"]: s for s in done_stages()}
     scale_runs = {r for name, s in stages.items() if name.startswith("train-scale") for r in s["runs"]}
     configs = runs()
     planned = {r for s in stages.values() for r in s["runs"]}
@@ -47,14 +52,18 @@ def test_every_run_on_all_training_images_and_the_test_set_with_its_epochs():
 def test_seed_counts_of_the_verdicts():
     rows = [r for p in (FULL / "run_files").glob("*/results.csv") for r in csv.DictReader(open(p))]
     seeds = {r["id"]: int(r["seeds"]) for r in rows if r["verdict"] and r["seeds"]}
-    assert seeds["T-acc"] >= 5
-    for id in ("F-mu", "F-pdrop", "T-exp", "T-concat", "T-detach", "T-ratios"):
-        assert seeds[id] >= 3, id
+    chapters = set(manifest()["notebooks"])
+    if "accuracy" in chapters:
+        assert seeds["T-acc"] >= 5
+    if "ablations" in chapters:
+        for id in ("F-mu", "F-pdrop", "T-exp", "T-concat", "T-detach", "T-ratios"):
+            assert seeds[id] >= 3, id
+    assert manifest()["complete"] == (len(done_stages()) == len(manifest()["stages"]))
 
 
 def test_manifest_stage_times_match_the_runs_epoch_times():
     m = manifest()
-    for stage in m["stages"]:
+    for stage in done_stages():
         if not stage["runs"]:
             continue
         epoch_s = sum(float(r["epoch_time_s"]) for name in stage["runs"] for r in metrics(name))
@@ -62,7 +71,7 @@ def test_manifest_stage_times_match_the_runs_epoch_times():
         # at most their time one after the other plus a minute per run (start, compilation)
         assert epoch_s / m["jobs"] <= stage["wall_s"] * 1.02, stage["name"]
         assert stage["wall_s"] <= epoch_s + 60 * len(stage["runs"]), stage["name"]
-    assert m["total_wall_s"] == pytest.approx(sum(s["wall_s"] for s in m["stages"]), abs=1)
+    assert m["total_wall_s"] == pytest.approx(sum(s["wall_s"] for s in done_stages()), abs=1)
     assert m["cpu"]["model"] and m["cpu"]["cores"] >= 1
 
 

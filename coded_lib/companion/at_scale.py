@@ -499,41 +499,49 @@ def export_weights(runs_dir: Path, names, to: Path) -> dict:
 
 def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -> Path:
     """Copy the executed notebooks, the runs' small files and the published weights into ``out``; write
-    the manifest and the page."""
+    the manifest and the page. Called with some stages not done (between two sittings, ``snapshot``), it
+    publishes what is done: the chapters of the finished analysis stages, the small files of the finished
+    trainings, and a manifest marked ``"complete": false`` whose pending stages have no wall time."""
     import torch
 
-    from .edition import cpu_info
-
     from . import edition
+    from .edition import cpu_info
 
     out, runs_dir = Path(out), Path(runs_dir)
     all_stages = stages(plan)
-    for stage in all_stages:
+    done = [s for s in all_stages if state.get(s.name, {}).get("done")]
+    for old in out.glob("*.ipynb"):
+        old.unlink()
+    for stage in done:
         for stem in stage.notebooks:
             shutil.copyfile(runs_dir / "executed" / f"{stem}.ipynb", out / f"{stem}.ipynb")
             # the chapter's provenance note under its title, as the default edition's chapters have it
             edition.finish(out / f"{stem}.ipynb", {"commit": source_commit(), "date": state[stage.name].get("date", ""),
                                                    "device": device_name(), "torch": torch.__version__,
                                                    "preset": plan.preset})
+    trained = {folder_name(*r) for s in done for r in s.runs}
     shutil.rmtree(out / RUN_FILES, ignore_errors=True)
     for rel in small_files(runs_dir):
-        (out / RUN_FILES / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(runs_dir / rel, out / RUN_FILES / rel)
+        if rel.parts[0] in trained:
+            (out / RUN_FILES / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(runs_dir / rel, out / RUN_FILES / rel)
     shutil.rmtree(out / WEIGHTS, ignore_errors=True)
-    weights = export_weights(runs_dir, weight_runs(plan), out / WEIGHTS)
+    published = [n for n in weight_runs(plan) if n in trained]
+    weights = export_weights(runs_dir, published, out / WEIGHTS) if published else {}
     manifest = {
-        "edition": plan.name, "preset": plan.preset, "source_commit": source_commit(short=False),
+        "edition": plan.name, "preset": plan.preset, "complete": len(done) == len(all_stages),
+        "source_commit": source_commit(short=False),
         "device": device_name(), "cpu": cpu_info(), "threads_per_training": plan.threads, "jobs": plan.jobs,
         "runtime": plan.runtime,
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
         "packages": package_versions(),
         "command": command or f"python -m coded_lib.companion.at_scale run --edition {plan.name}",
         "date": _now(),
-        "stages": [{"name": s.name, "wall_s": state[s.name]["wall_s"], "planned_s": s.planned_s,
-                    "date": state[s.name].get("date"), "runs": [folder_name(*r) for r in s.runs],
-                    "notebooks": list(s.notebooks)} for s in all_stages],
-        "total_wall_s": round(sum(state[s.name]["wall_s"] for s in all_stages), 1),
-        "notebooks": [s for group in plan.analysis for s in group],
+        "stages": [{"name": s.name, "wall_s": state[s.name]["wall_s"] if s in done else None,
+                    "planned_s": s.planned_s, "date": state.get(s.name, {}).get("date") if s in done else None,
+                    "runs": [folder_name(*r) for r in s.runs], "notebooks": list(s.notebooks)} for s in all_stages],
+        "total_wall_s": round(sum(state[s.name]["wall_s"] for s in done), 1),
+        "notebooks": [stem for s in done for stem in s.notebooks],
         "weights": weights,
     }
     _write_json(out / MANIFEST, manifest)
@@ -569,15 +577,26 @@ def page_markdown(manifest: dict | None, plan: Plan = PLAN) -> str:
         return "\n".join(head + [
             "```{admonition} Not run yet", ":class: warning",
             f"{edition} {NOT_RUN_TEXT}: this part shows no numbers. The command that makes it, {how}.", "```", ""])
+    def minutes(x):
+        return "pending" if x is None else f"{x / 60:.1f}"
+
     rows = ["| stage | wall time (min) | planned (min) |", "|---|---|---|"]
-    rows += [f"| {s['name']} | {s['wall_s'] / 60:.1f} | {s['planned_s'] / 60:.1f} |" for s in manifest["stages"]]
+    rows += [f"| {s['name']} | {minutes(s['wall_s'])} | {s['planned_s'] / 60:.1f} |" for s in manifest["stages"]]
+    pending = [s["name"] for s in manifest["stages"] if s["wall_s"] is None]
+    if pending:
+        head += ["```{admonition} In progress", ":class: warning",
+                 f"{edition} is not complete: {len(manifest['stages']) - len(pending)} of {len(manifest['stages'])} "
+                 f"stages are done, and this part shows their chapters only. Pending: {', '.join(pending)}. "
+                 f"`make edition EDITION={plan.name}` resumes it where it stopped (what resuming needs is committed in "
+                 f"`book/{Path(plan.out).name}/{RESUME}/`).", "```", ""]
     cpu = manifest.get("cpu") or {}
     where = manifest["device"] + (f" ({cpu['model']}; {', '.join(cpu['flags'])})" if cpu else "")
     weights = manifest.get("weights") or {}
     return "\n".join(head + [
         f"Made on {manifest['date']} on {where} with torch {manifest['torch']} from source commit "
         f"`{manifest['source_commit']}` by `{manifest['command']}`, in {manifest['total_wall_s'] / 60:.1f} "
-        f"minutes (versions of every package in `book/{Path(plan.out).name}/manifest.json`).", "", *rows, "",
+        f"minutes{' so far' if pending else ''} (versions of every package in `book/{Path(plan.out).name}/manifest.json`).",
+        "", *rows, "",
         *([f"The final weights of the seed-0 coded and plain networks: "
            + ", ".join(f"`book/{Path(plan.out).name}/{k}` (SHA-256 `{v[:16]}…`)" for k, v in weights.items())
            + "; `papermill notebooks/<chapter>.ipynb out.ipynb -p edition " + plan.name + "` runs a chapter on them."]
@@ -714,6 +733,9 @@ def main(argv=None):
     elif args.cmd == "snapshot":
         plan = EDITIONS[args.edition]
         files = snapshot(REPO / plan.out, REPO / plan.runs, plan)
+        state = _read_json(REPO / plan.runs / STATE)
+        print(finish(REPO / plan.out, REPO / plan.runs, plan, state,
+                     f"python -m coded_lib.companion.at_scale run --edition {plan.name} (in progress)"))
         print(f"{len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {REPO / plan.out / RESUME}")
     elif args.cmd == "prepare":
         for path in prepare(args.to, args.data, args.python_version, args.platform):
