@@ -565,7 +565,7 @@ PAGES = {
              "edition's network and recipe (`coded_resnext_mini`, 0.09 M parameters; batch 64, lr 0.1, μ = 6, "
              "p_drop = 0.1, unchanged) on all 60,000 Fashion-MNIST training images, every number measured on the "
              "10,000 test images: 5 epochs per run (the default edition: 4 on 8,000 images), coded and plain "
-             "with 5 seeds each, the ablation grids at 2 epochs per point with 3 seeds, and a chapter on how the "
+             "with 5 seeds each, the ablation grids at 1 epoch per point with 3 seeds, and a chapter on how the "
              "verdicts move with the number of training images. Trained on a 2-core CPU (preset "
              "`fashion_mnist_full`, `make edition EDITION=full`); the chapters are the notebooks as they ran there, "
              "committed with the runs' small files and the seed-0 networks' weights.",
@@ -603,7 +603,7 @@ def page_markdown(manifest: dict | None, plan: Plan = PLAN) -> str:
         "", *rows, "",
         *([f"The final weights of the seed-0 coded and plain networks: "
            + ", ".join(f"`book/{Path(plan.out).name}/{k}` (SHA-256 `{v[:16]}…`)" for k, v in weights.items())
-           + "; `papermill notebooks/<chapter>.ipynb out.ipynb -p edition " + plan.name + "` runs a chapter on them."]
+           + f"; `CODED_EDITION={plan.name} papermill notebooks/<chapter>.ipynb out.ipynb` runs a chapter on them."]
           if weights else []), ""])
 
 
