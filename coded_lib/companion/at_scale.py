@@ -42,7 +42,7 @@ from pathlib import Path
 
 from ..train.lock import FolderBusy, FolderLock
 from . import notebook as nb
-from .edition import MANIFEST, RUN_FILES, SOURCE, STATE, device_name, execute, source_commit
+from .edition import MANIFEST, RUN_FILES, SOURCE, STATE, device_name, execute, sha256, source_commit
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "book" / "at_scale"
@@ -473,16 +473,6 @@ def weight_runs(plan: Plan) -> list[str]:
     base_preset, base_overrides = nb.baseline(plan.preset)
     return [folder_name(plan.preset, {"seed": plan.seeds[0]}),
             folder_name(base_preset, {**base_overrides, "seed": plan.seeds[0]})]
-
-
-def sha256(path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_weights(runs_dir: Path, names, to: Path) -> dict:

@@ -267,6 +267,17 @@ def execute(path, out_dir, preset, parameters=None, log_output=False, provenance
     return ok, seconds
 
 
+def sha256(path) -> str:
+    """The SHA-256 of a file (the editions' published weights), read in 1 MB pieces."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def open_edition(name: str, runs=None, book=None) -> tuple[Path, str]:
     """A runs folder holding a committed edition's run files and published weights, and the edition's preset.
 
@@ -274,7 +285,6 @@ def open_edition(name: str, runs=None, book=None) -> tuple[Path, str]:
     (the UvA DL tutorials' convention for pretrained checkpoints) before they are copied to
     ``<runs>/<run>/weights.safetensors``; the run files (config, metrics, tables, results) are copied as they
     are. ``runs``: where to put them (default: a new temporary folder). Nothing is trained."""
-    import hashlib
     import shutil
     import tempfile
 
@@ -292,7 +302,7 @@ def open_edition(name: str, runs=None, book=None) -> tuple[Path, str]:
         shutil.copytree(config.parent, runs / config.parent.name, dirs_exist_ok=True)
     for rel, digest in (manifest.get("weights") or {}).items():
         path = folder / rel
-        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
+        actual = sha256(path) if path.exists() else "missing"
         if actual != digest:
             raise ValueError(f"{path}: SHA-256 {actual} is not the manifest's {digest}: the weights are damaged or "
                              f"were changed; restore them (git checkout {folder}) or remake the edition")
