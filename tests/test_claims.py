@@ -279,3 +279,155 @@ def test_b_conditional_the_three_states_at_the_margin():
     assert claims.b_conditional(0.80, 0.784, n, 0.6, 0.5).verdict == FAILS          # 1.6 lost: bottom 1.05 > 1
     with pytest.raises(ValueError, match="finite"):
         claims.b_conditional(float("nan"), 0.8, n, 0.6, 0.5)
+
+
+# --- one trained network (SE over images: df ∞, critical 1.960; over classes/subNNs: df = n − 1) ----
+Z = 1.959963984540054  # the normal's 97.5 % quantile
+
+
+def test_f_act_over_subnns_by_hand():
+    def row(active, inactive):
+        return claims.f_act(pd.DataFrame({True: active, False: inactive}), block=1, n_images=500)
+    # differences 1, 1.1, 0.9: mean 1, SD 0.1, SE 0.0577, t = 17.3 > t_crit(2) = 4.303
+    assert row([2.0, 2.1, 1.9], [1.0, 1.0, 1.0]).verdict == HOLDS
+    # differences 1, 2, 3: SE 1/√3 = 0.577, t = 3.46 < 4.303 (beyond "2 SE", still inconclusive with 3 subNNs)
+    assert row([2.0, 3.0, 4.0], [1.0, 1.0, 1.0]).verdict == INCONCLUSIVE
+    assert row([1.0, 1.0, 1.0], [2.0, 2.1, 1.9]).verdict == FAILS
+    assert "subNN 1: 2.00 vs 1.00" in row([2.0, 2.1, 1.9], [1.0, 1.0, 1.0]).ours  # numbered from 1, as the text
+
+
+def test_f_early_rise_and_fall_by_hand():
+    # p = 0.5 on n = 200 images: SE of one accuracy √(0.25/200) = 0.03536, of a difference 0.05
+    assert claims.f_early([0.3, 0.4, 0.5], 0.55, 200).verdict == HOLDS            # rise 0.2: t = 4
+    assert claims.f_early([0.45, 0.44, 0.5], 0.55, 200).verdict == INCONCLUSIVE   # rise 0.05: t = 1
+    assert claims.f_early([0.5, 0.3, 0.5], 0.55, 200).verdict == FAILS            # a fall of 0.2: t = −4
+    # at the boundary: a rise of exactly Z SE is inconclusive, a hair above holds
+    assert claims.f_early([0.5 - 0.05 * Z + 1e-9, 0.5], 0.55, 200).verdict == INCONCLUSIVE
+    assert claims.f_early([0.5 - 0.05 * Z - 1e-6, 0.5], 0.55, 200).verdict == HOLDS
+    with pytest.raises(ValueError):
+        claims.f_early([0.5, float("nan")], 0.5, 200)
+
+
+def test_t_agree_by_hand():
+    agree = pd.DataFrame({"n_agree": [0, 1, 2, 3], "accuracy": [0.2, 0.6, 0.7, 0.9], "count": [5, 100, 100, 100]})
+    # the 5-image group is left out; 3 vs 1 agreeing: 0.3 / hypot(0.049, 0.03) = 5.2 > 1.96
+    row = claims.t_agree(agree)
+    assert row.verdict == HOLDS and "3 vs 1 agreeing" in row.note
+    assert claims.t_agree(agree.assign(accuracy=[0.2, 0.9, 0.7, 0.6])).verdict == FAILS
+    # 0.62 vs 0.6: 0.02 / 0.0686 = 0.29
+    assert claims.t_agree(agree.assign(accuracy=[0.2, 0.6, 0.7, 0.62])).verdict == INCONCLUSIVE
+    assert claims.t_agree(agree.assign(count=[5, 5, 5, 100])).verdict == INCONCLUSIVE  # one group of ≥ 10
+
+
+def _classes(precision, recall):
+    return pd.DataFrame({"name": ["a", "b", "c"], "precision_id": precision, "recall": recall,
+                         "precision vs digits": [0.5, 0.6, 0.7]})
+
+
+def test_f_binary_both_parts_over_classes_by_hand():
+    # precision 0.9, 0.92, 0.94: mean − 0.8 = 0.12, SE 0.01155, t = 10.4 > 4.303 (df 2)
+    # recall 0.89, 0.9, 0.91: 0.1 / 0.00577 = 17.3 → both hold
+    assert claims.f_binary(_classes([0.9, 0.92, 0.94], [0.89, 0.9, 0.91]), 1000).verdict == HOLDS
+    # recall 0.85, 0.9, 0.95: 0.1 / 0.02887 = 3.46 < 4.303 → inconclusive, so the claim is
+    assert claims.f_binary(_classes([0.9, 0.92, 0.94], [0.85, 0.9, 0.95]), 1000).verdict == INCONCLUSIVE
+    row = claims.f_binary(_classes([0.5, 0.52, 0.54], [0.89, 0.9, 0.91]), 1000)
+    assert row.verdict == FAILS and "worst: a vs digits (precision 0.50)" in row.ours
+
+
+def test_f_binary_parameters_is_a_count_against_40_percent():
+    assert claims.f_binary_parameters("CIFAR-10 network", 37.1, 60.0, 38).verdict == HOLDS
+    assert claims.f_binary_parameters(None, 40.0, 60.0).verdict == FAILS  # "below 40 %": 40 is not
+    row = claims.f_binary_parameters("ImageNet network", 37.7, 45.0, 35)
+    assert row.quantity.endswith(", ImageNet network") and "closer to the residual paths" in row.note
+    assert claims.evidence("F-binary", row.quantity, None) == claims.CONSTRUCTION
+
+
+def test_f_bindist_by_hand():
+    names = ["a", "b", "c"]
+    # AUC 0.97, 0.98, 0.99: mean − 0.95 = 0.03, SE 0.00577, t = 5.2 > 4.303
+    assert claims.f_bindist(pd.Series([0.97, 0.98, 0.99]), {}, names).verdict == HOLDS
+    # 0.93, 0.96, 0.99: 0.01 / 0.0173 = 0.58
+    assert claims.f_bindist(pd.Series([0.93, 0.96, 0.99]), {}, names).verdict == INCONCLUSIVE
+    assert claims.f_bindist(pd.Series([0.80, 0.81, 0.82]), {"digits": 0.7}, names).verdict == FAILS
+
+
+def _curves(gap_first, gap_last, intact=0.5):
+    rows = []
+    for block, gap in ((1, gap_first), (3, gap_last)):
+        rows += [{"block": block, "kind": kind, "k": k, "accuracy": acc} for kind, k, acc in
+                 (("active", 0, intact), ("inactive", 0, intact), ("active", 1, intact - gap), ("inactive", 1, intact))]
+    return pd.DataFrame(rows)
+
+
+def test_f_removal_gap_by_hand():
+    # intact 0.5 on 200 images: SE of one accuracy 0.03536, of the gaps' difference 2 × it = 0.0707
+    assert claims.f_removal_gap(_curves(0.1, 0.3), 200).verdict == HOLDS          # 0.2 / 0.0707 = 2.83
+    assert claims.f_removal_gap(_curves(0.1, 0.2), 200).verdict == INCONCLUSIVE   # 1.41
+    assert claims.f_removal_gap(_curves(0.3, 0.1), 200).verdict == FAILS
+    assert claims.f_removal_gap(_curves(0.1, 0.3).query("block == 1"), 200) is None  # one block: no trend
+
+
+# --- by construction -------------------------------------------------------------------------------
+
+def test_t_arch_total_is_exact():
+    assert claims.t_arch_total("ImageNet", {"ImageNet": 25.03}, {"ImageNet": 25.03}).verdict == HOLDS
+    assert claims.t_arch_total("CIFAR", {"a": 1.0, "b": 2.0}, {"a": 1.0, "b": 2.001}).verdict == FAILS
+
+
+def test_t_arch_stages_matches_within_the_printed_rounding():
+    paper_stages = {"c2": 0.2, "c3": 0.8}
+    assert claims.t_arch_stages("X", {"d": {"c2": 0.25, "c3": 0.79}}, paper_stages).note.startswith("matches")
+    assert "c2 0.270 vs 0.2" in claims.t_arch_stages("X", {"d": {"c2": 0.27, "c3": 0.8}}, paper_stages).note
+
+
+def _scheme(h, s_min, s_max, rule_a=True):
+    return {"ratio": "5/10", "K": 10, "N": 10, "rule A": rule_a, "H_min": h, "S_min": s_min, "S_max": s_max,
+            "paper H_min": 4, "paper S_min": 5, "paper S_max": 5}
+
+
+def test_t_codes_every_scheme_at_least_the_papers():
+    rows = claims.t_codes(pd.DataFrame([_scheme(4, 5, 5), _scheme(5, 5, 5)]))
+    assert [r.note.split(":")[0] for r in rows[:2]] == ["matches", "better than the paper's"]
+    assert rows[-1].verdict == HOLDS and rows[0].verdict is None
+    assert claims.t_codes(pd.DataFrame([_scheme(4, 5, 5), _scheme(3, 5, 5)]))[-1].verdict == FAILS  # H_min lower
+    assert claims.t_codes(pd.DataFrame([_scheme(4, 4, 6)]))[-1].verdict == FAILS                   # less balanced
+    assert claims.t_codes(pd.DataFrame([_scheme(4, 5, 5, rule_a=False)]))[-1].verdict == FAILS
+
+
+def test_t_cost_flops_below_five_percent():
+    assert claims.t_cost_flops(4.2, 4.3, 0.1).verdict == HOLDS      # +2.4 %
+    assert claims.t_cost_flops(1.0, 1.05, 0.05).verdict == FAILS    # at 5 %: not below it
+    assert claims.t_cost_speed(100, 95, "cpu").verdict == paper.NOT_HERE
+    assert claims.t_cost_speed(100, 95, "xla").verdict == HOLDS and claims.t_cost_speed(100, 80, "xla").verdict == FAILS
+
+
+# --- beyond the paper ------------------------------------------------------------------------------
+
+def _semantic(acc_sem, acc_agn, f1_sem=(0.8, 0.81, 0.8), f1_agn=(0.8, 0.8, 0.81)):
+    gaps = ["gap, coded block 1 (points)", "gap, coded block 2 (points)"]
+    rows = [{"scheme": scheme, "seed": s, "accuracy (%)": acc[s], "mean binary F1": f1[s], gaps[0]: 10 + bonus, gaps[1]: 5 + bonus}
+            for scheme, acc, f1, bonus in (("semantic", acc_sem, f1_sem, 0.0), ("agnostic", acc_agn, f1_agn, 0.0))
+            for s in range(len(acc))]
+    return claims.b_semantic(pd.DataFrame(rows), gaps)
+
+
+def test_b_semantic_paired_by_seed():
+    gap, acc, f1 = _semantic([80, 81, 82], [79, 79.5, 80.5])
+    # paired differences 1, 1.5, 1.5: mean 1.333, SE 0.1667, t = 8 > 4.303; the unpaired Welch would give
+    # SE 0.93 and t = 1.4 (the seeds' spread is shared by the two schemes)
+    assert acc.verdict == HOLDS and acc.seeds == 3
+    assert f1.verdict == INCONCLUSIVE  # differences 0, 0.01, −0.01
+    assert gap.verdict == paper.INCONCLUSIVE  # equal gaps: no difference at all
+    assert _semantic([82, 81], [80, 79.5])[1].verdict == INCONCLUSIVE  # 2 seeds: fewer than MIN_SEEDS
+
+
+def test_b_anytime_needs_seeds():
+    assert claims.b_anytime([60.0], [50.0], 0.5, "").verdict == INCONCLUSIVE  # one training each
+    assert claims.b_anytime([], [50.0], 0.5, "").verdict == INCONCLUSIVE      # no point within the budget
+    assert claims.b_anytime(three(61), three(51), 0.5, "").verdict == HOLDS   # 10 / 0.8165 = 12.2 > 2.776
+    assert claims.b_anytime(three(51), three(61), 0.5, "").verdict == FAILS
+
+
+def test_every_claim_id_of_the_book_has_a_function():
+    ids = set(pd.read_csv("book/results.csv").id)
+    assert ids <= set(claims.BY_ID), sorted(ids - set(claims.BY_ID))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import precision_recall_curve
+from sklearn.metrics import precision_recall_curve, roc_auc_score
 
 from .. import decoders
 from .inference import _batches, collect, eval_mode
@@ -181,3 +181,10 @@ def masked_vs_extracted(model, loader, classes=None, device="cpu") -> pd.DataFra
                      "params_fraction_whole": fractions["whole"],
                      "params_fraction_residual_paths": fractions["residual_paths"]})
     return pd.DataFrame(rows)
+
+
+def logit_auc(logits: pd.DataFrame, negatives: str) -> pd.Series:
+    """Per class, the ROC AUC of its logit for its positives ("ID positive") against one group of
+    negatives (``negatives``: "ID negative" or "OOD negative") of a report's ``logits`` table (F-bindist)."""
+    d = logits[logits.group.isin(["ID positive", negatives])]
+    return pd.Series({c: roc_auc_score(g.group == "ID positive", g.logit) for c, g in d.groupby("class")})

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from ..train.lock import FolderBusy, FolderLock
 from . import notebook as nb
-from .edition import MANIFEST, RUN_FILES, SOURCE, STATE, device_name, execute, sha256, source_commit
+from .edition import MANIFEST, RUN_FILES, SOURCE, STATE, cpu_info, device_name, execute, sha256, source_commit
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "book" / "at_scale"
@@ -419,8 +419,9 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
             else:
                 errors = notebook_stage(stage, plan, runs_dir / "executed")
             wall = time.perf_counter() - start
+            # an edition may take two sittings on two machines: each stage keeps the CPU it ran on
             state[stage.name] = {"done": not errors, "wall_s": round(wall, 1), "planned_s": stage.planned_s,
-                                 "date": _now(), "failed": errors}
+                                 "date": _now(), "cpu": cpu_info()["model"], "failed": errors}
             _write_json(state_path, state)
             print(f"[{stage.name}] {'done' if not errors else 'FAILED: ' + '; '.join(errors)} in {wall / 60:.1f} min",
                   flush=True)
@@ -499,7 +500,6 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
     import torch
 
     from . import edition
-    from .edition import cpu_info
 
     out, runs_dir = Path(out), Path(runs_dir)
     all_stages = stages(plan)
@@ -533,6 +533,7 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
         "date": _now(),
         "stages": [{"name": s.name, "wall_s": state[s.name]["wall_s"] if s in done else None,
                     "planned_s": s.planned_s, "date": state.get(s.name, {}).get("date") if s in done else None,
+                    "cpu": state.get(s.name, {}).get("cpu") if s in done else None,
                     "runs": [folder_name(*r) for r in s.runs], "notebooks": list(s.notebooks)} for s in all_stages],
         "total_wall_s": round(sum(state[s.name]["wall_s"] for s in done), 1),
         "notebooks": [stem for s in done for stem in s.notebooks],
@@ -574,8 +575,9 @@ def page_markdown(manifest: dict | None, plan: Plan = PLAN) -> str:
     def minutes(x):
         return "pending" if x is None else f"{x / 60:.1f}"
 
-    rows = ["| stage | wall time (min) | planned (min) |", "|---|---|---|"]
-    rows += [f"| {s['name']} | {minutes(s['wall_s'])} | {s['planned_s'] / 60:.1f} |" for s in manifest["stages"]]
+    rows = ["| stage | wall time (min) | planned (min) | CPU |", "|---|---|---|---|"]
+    rows += [f"| {s['name']} | {minutes(s['wall_s'])} | {s['planned_s'] / 60:.1f} | {s.get('cpu') or ''} |"
+             for s in manifest["stages"]]
     pending = [s["name"] for s in manifest["stages"] if s["wall_s"] is None]
     if pending:
         head += ["```{admonition} In progress", ":class: warning",

@@ -301,9 +301,248 @@ def b_conditional(full_acc: float, gated_acc: float, n: int, fraction: float, ga
                f"{margin:g} point: holds when the interval's top is below it and the multiply-adds fall")
 
 
+# --- one trained network: uncertainty over images, classes or subNNs ----------------------------
+# These effects are measured on one training: their SE is over the test images (df ∞, the normal's
+# 1.96) or over the classes / subNNs (df = their number − 1). They say nothing about another seed.
+
+def _images(value: float, se: float, n: int) -> Effect:
+    return Effect(value, se, math.inf, n, "images")
+
+
+def _acc_se(p: float, n: int) -> float:
+    """SE of an accuracy p (a fraction) on n images."""
+    return math.sqrt(max(p * (1 - p), 1e-12) / n)
+
+
+def f_removal_gap(curves: pd.DataFrame, n: int) -> Row | None:
+    """F-removal's second part: the active-vs-inactive gap (inactive − active removed, mean over k;
+    ``analysis.removal_gaps`` of the removal curves) grows from the first to the last tested block. SE: two
+    gaps, each a difference of accuracies on ``n`` images (2 × the intact accuracy's SE). None with one block."""
+    from ..analysis.removal import removal_gaps
+
+    gaps = removal_gaps(curves)
+    if len(gaps) < 2:
+        return None
+    first, last = min(gaps), max(gaps)
+    intact = curves[(curves.block == last) & (curves.kind == "active") & (curves.k == 0)].accuracy.iloc[0]
+    e = _images(gaps[last] - gaps[first], 2 * _acc_se(intact, n), n)
+    return Row("F-removal", "active-vs-inactive gap in earlier blocks",
+               "gap (points) by block: " + ", ".join(f"{b + 1}: {100 * g:.1f}" for b, g in gaps.items()),
+               judge(e), f"last − first block {_t(e)}")
+
+
+def f_act(p99: pd.DataFrame, block: int, n_images: int) -> Row:
+    """F-act (Fig. 4): a subNN's |output| is heavier-tailed on its active samples. ``p99``: index subNN
+    (0-based), columns True / False (active / inactive samples), the 99th percentile of |output|. Rule:
+    active − inactive, mean over the subNNs, one-sample t over them (df = subNNs − 1)."""
+    d = one_sample(p99[True] - p99[False], "subNNs")
+    return Row("F-act", "|output| distribution of the first 5 subNNs, active vs inactive samples",
+               f"block {block + 1}; 99th percentile active vs inactive: "
+               + ", ".join(f"subNN {k + 1}: {p99.loc[k, True]:.2f} vs {p99.loc[k, False]:.2f}" for k in p99.index),
+               judge(d), f"active − inactive {d.describe()}, {n_images} images; heavier on active samples for "
+                         f"{int((p99[True] > p99[False]).sum())} of {len(p99)}")
+
+
+def f_early(accuracies, final: float, n: int) -> Row:
+    """F-early (Fig. 6): the early decoders' accuracy (fractions, one per coded block in order) rises
+    with depth. Rule: last − first beyond the critical value holds; a block below the one before it
+    beyond the critical value does not hold. SE of a step: two accuracies on ``n`` images."""
+    acc = _finite_list(accuracies, "early-decoder accuracies")
+    if len(acc) < 2:
+        raise ValueError(f"F-early needs at least 2 early decoders, got {len(acc)}")
+    se = math.sqrt(2) * _acc_se(acc[-1], n)
+    steps = [_images(b - a, se, n) for a, b in zip(acc, acc[1:])]
+    rise = _images(acc[-1] - acc[0], se, n)
+    worst = min(steps, key=lambda e: e.value)
+    verdict = paper.FAILS if judge(worst) == paper.FAILS else judge(rise)
+    return Row("F-early", paper.EARLY, ", ".join(f"{100 * a:.1f}" for a in acc) + f" (final {100 * final:.1f}; {n} images)",
+               verdict, f"last − first {_t(rise)}; largest fall from one block to the next {_t(worst)}")
+
+
+def t_agree(agree: pd.DataFrame, min_count: int = 10) -> Row:
+    """T-agree: the more early decoders agree with the final prediction, the more often it is right.
+    ``agree``: n_agree, accuracy (fraction), count. Rule: accuracy where the most agree − where the
+    fewest agree, among groups of at least ``min_count`` images (SE of two binomial accuracies)."""
+    ours = "; ".join(f"{a} agree: {100 * acc:.1f} (n = {c})"
+                     for a, acc, c in zip(agree.n_agree, agree.accuracy, agree["count"]) if c > 0)
+    enough = agree[agree["count"] >= min_count].sort_values("n_agree")
+    quantity = "accuracy of the final prediction by number of agreeing early decoders (%)"
+    if len(enough) < 2:
+        return Row("T-agree", quantity, ours, paper.INCONCLUSIVE, f"fewer than two groups of {min_count} images")
+    lo, hi = enough.iloc[0], enough.iloc[-1]
+    se = math.hypot(_acc_se(lo.accuracy, lo["count"]), _acc_se(hi.accuracy, hi["count"]))
+    e = _images(hi.accuracy - lo.accuracy, se, int(lo["count"] + hi["count"]))
+    return Row("T-agree", quantity, ours, judge(e), f"{int(hi.n_agree)} vs {int(lo.n_agree)} agreeing {_t(e)}")
+
+
+def f_binary(table: pd.DataFrame, n_images: int) -> Row:
+    """F-binary (Fig. 5): the K binary classifiers have high precision and recall. ``table``: one row per
+    class with ``precision_id``, ``recall``, ``name`` and ``precision vs <OOD set>`` columns. Rule: mean ID
+    precision − 0.8 and mean recall − 0.8, one-sample t over the classes; both must hold."""
+    p, r = one_sample(table.precision_id, "classes"), one_sample(table.recall, "classes")
+    ood = [c for c in table.columns if c.startswith("precision vs ")]
+    worst = min(((table.loc[i, c], table.loc[i, "name"], c[len("precision vs "):]) for i in table.index for c in ood),
+                default=None)
+    return Row("F-binary", "precision-recall of the K binary classifiers, ID vs OOD negatives",
+               f"ID: precision {p.value:.2f}, recall {r.value:.2f} (means over {len(table)} classes); "
+               + "; ".join(f"{c[len('precision '):]}: precision {table[c].mean():.2f}" for c in ood)
+               + (f"; worst: {worst[1]} vs {worst[2]} (precision {worst[0]:.2f})" if worst else ""),
+               _judge_parts(p.shifted(BINARY_LEVEL), r.shifted(BINARY_LEVEL)),
+               f"precision − {BINARY_LEVEL} {_t(p.shifted(BINARY_LEVEL), 1.0, '')}; recall − {BINARY_LEVEL} "
+               f"{_t(r.shifted(BINARY_LEVEL), 1.0, '')}; {n_images} test images")
+
+
+BINARY_SHARE = 40.0  # % of the full model's parameters below which a binary classifier counts as "small"
+
+
+def f_binary_parameters(network: str | None, paths: float, whole: float, paper_value: float | None = None) -> Row:
+    """F-binary's parameter count (by construction): one class's binary classifier (its active subNNs'
+    residual paths and what they need) is a small part of the network. Rule: residual paths below
+    ``BINARY_SHARE`` % of the whole model: holds, else does not hold (an exact count). ``network``: the
+    paper's network the row is about (None: the trained one)."""
+    for name, v in (("paths", paths), ("whole", whole)):
+        if not math.isfinite(v):
+            raise ValueError(f"{name} = {v}: needs a finite percentage")
+    note = f"an exact count; below {BINARY_SHARE:g} %: holds"
+    if paper_value is not None:
+        closer = "whole model" if abs(whole - paper_value) <= abs(paths - paper_value) else "residual paths"
+        note += f"; the paper's {paper_value:g} % is closer to the {closer} count"
+    return Row("F-binary", "binary classifier parameters (% of the full model)" + (f", {network}" if network else ""),
+               f"whole model {whole:.1f}; residual paths {paths:.1f}",
+               paper.HOLDS if paths < BINARY_SHARE else paper.FAILS, note)
+
+
+def f_bindist(auc: pd.Series, auc_ood: dict, names, level: float = 0.95) -> Row:
+    """F-bindist (Fig. 5): a class's logit separates its positives from the other classes' images.
+    ``auc``: per class the ROC AUC of positives vs ID negatives; ``auc_ood``: OOD set -> mean AUC. Rule:
+    mean AUC − ``level``, one-sample t over the classes."""
+    a = one_sample(auc, "classes")
+    return Row("F-bindist", "logit distribution: ID positives, ID negatives, OOD negatives",
+               f"ROC AUC positives vs ID negatives: {a.value:.3f} (lowest {auc.min():.3f}, {names[auc.idxmin()]}); "
+               + "; ".join(f"vs {ood}: {v:.3f}" for ood, v in auc_ood.items()),
+               judge(a.shifted(level)), f"mean AUC − {level} {_t(a.shifted(level), 1.0, '')}")
+
+
+# --- by construction -----------------------------------------------------------------------------
+
+STAGE_TOLERANCE = 0.06  # M parameters: the paper prints "≈" to 0.1 M
+
+
+def t_arch_stages(label: str, ours: dict, paper_stages: dict) -> Row:
+    """T-arch's table: parameters per stage (millions) of each network (data set -> stage -> count) beside
+    the paper's; a number, no verdict: "matches" within STAGE_TOLERANCE, else the stages that differ."""
+    off = [f"{d} {k} {float(v[k]):.3f} vs {paper_stages[k]}" for d, v in ours.items() for k in paper_stages
+           if abs(float(v[k]) - paper_stages[k]) > STAGE_TOLERANCE]
+    return Row("T-arch", f"parameters per stage (M), {label}",
+               "; ".join(f"{d}: " + ", ".join(f"{k} {float(v[k]):.3f}" for k in paper_stages) for d, v in ours.items()),
+               note=f"matches (within {STAGE_TOLERANCE} M)" if not off else "differs: " + ", ".join(off))
+
+
+def t_arch_total(label: str, coded: dict, plain: dict) -> Row:
+    """T-arch: Coded ResNeXt has exactly the parameters of its ResNeXt (data set -> total, millions).
+    Rule: equal counts for every network: holds, else does not hold."""
+    equal = all(coded[k] == plain[k] for k in coded)
+    return Row("T-arch", f"total parameters (M), Coded ResNeXt vs ResNeXt, {label}",
+               "; ".join(f"{k}: {coded[k]:.3f} vs {plain[k]:.3f}" for k in coded),
+               paper.HOLDS if equal else paper.FAILS, "exact counts")
+
+
+def t_codes(schemes: pd.DataFrame) -> list[Row]:
+    """T-codes: every stored scheme satisfies rule A (N_act ones per codeword) and reaches at least the
+    paper's minimum Hamming distance with at most its column spread (S_max − S_min). ``schemes``: ratio,
+    K, N, rule A, H_min, S_min, S_max and the paper's H_min, S_min, S_max. One row per scheme and the
+    verdict row: all of them: holds, else does not hold."""
+    rows, fine = [], []
+    for r in schemes.to_dict("records"):
+        spread, paper_spread = r["S_max"] - r["S_min"], r["paper S_max"] - r["paper S_min"]
+        vs = f"H_min {r['H_min']} vs {r['paper H_min']}, spread {spread} vs {paper_spread}"
+        if (r["H_min"], spread) == (r["paper H_min"], paper_spread):
+            note = "matches"
+        elif r["H_min"] >= r["paper H_min"] and spread <= paper_spread:
+            note = "better than the paper's: " + vs
+        else:
+            note = "worse than the paper's: " + vs
+        fine.append(bool(r["rule A"]) and not note.startswith("worse"))
+        rows.append(Row("T-codes", paper.CODES.format(r["ratio"], r["K"], r["N"]),
+                        f"{r['H_min']}; {r['S_min']}–{r['S_max']}", note=note))
+    ok = all(fine)
+    return rows + [Row("T-codes", "rules A-C hold for every scheme", "yes" if ok else "no", paper.HOLDS if ok else paper.FAILS,
+                       "every codeword has N_act ones, and H_min and the balance are at least the paper's" if ok
+                       else "some scheme breaks rule A or falls short of the paper's H_min or balance")]
+
+
+FLOP_OVERHEAD = 0.05  # coding may add this fraction of the FLOPs and still be "negligible"
+
+
+def t_cost_flops(plain: float, coded: float, formula_extra: float) -> Row:
+    """T-cost (FLOPs, by construction): coding adds a negligible count (the paper: 3·N·C·H·W per coded
+    block). ``plain``, ``coded``: counted GFLOPs per image. Rule: coded / plain − 1 below FLOP_OVERHEAD."""
+    paper_f = paper.value("T-cost", "GFLOPs")
+    added = coded / plain - 1
+    return Row("T-cost", paper.rows("T-cost")[0]["quantity"],
+               f"{plain:.3f} vs {coded:.3f} (paper's formula: {plain:.3f} + {formula_extra:.3f} = {plain + formula_extra:.3f})",
+               paper.HOLDS if added < FLOP_OVERHEAD else paper.FAILS,
+               f"ResNeXt-50 {100 * (plain / paper_f['resnext'] - 1):+.1f} % from the paper's count; coding adds "
+               f"{100 * added:.1f} % (the paper: {100 * (paper_f['coded'] / paper_f['resnext'] - 1):.1f} %); exact counts")
+
+
+def t_cost_speed(plain: float, coded: float, device: str) -> Row:
+    """T-cost (speed): on a TPU, coded trains at ≥ 0.9 × the plain samples/s. Elsewhere "not run here"."""
+    paper_t = paper.value("T-cost", "training throughput")
+    speed = coded / plain
+    verdict = (paper.HOLDS if speed >= 0.9 else paper.FAILS) if device == "xla" else paper.NOT_HERE
+    return Row("T-cost", "training throughput (samples/s), ResNeXt vs Coded", f"{plain:.0f} vs {coded:.0f}", verdict,
+               f"coded/plain speed {speed:.2f} on {device} (the paper, TPU: {paper_t['coded'] / paper_t['resnext']:.2f})")
+
+
+# --- beyond the paper: comparisons of trainings ----------------------------------------------------
+
+def b_semantic(per_seed: pd.DataFrame, gap_columns) -> list[Row]:
+    """B-semantic: a semantic scheme (similar classes share subNNs) against the agnostic one, trained with
+    the same seeds. ``per_seed``: one row per (scheme, seed) with ``accuracy (%)``, ``mean binary F1`` and
+    the removal-gap columns. Rule: semantic − agnostic, paired over the seeds (df = seeds − 1), beyond
+    ±t_crit; fewer than MIN_SEEDS seeds: inconclusive."""
+    from ..analysis.stats import paired
+
+    wide = per_seed.pivot(index="seed", columns="scheme")
+    mean = per_seed.drop(columns="seed").groupby("scheme").mean()
+    d = lambda col: paired(wide[(col, "semantic")], wide[(col, "agnostic")], "seeds")  # noqa: E731
+    gap = paired(wide[[(c, "semantic") for c in gap_columns]].mean(axis=1),
+                 wide[[(c, "agnostic") for c in gap_columns]].mean(axis=1), "seeds")
+    acc, f1, n = d("accuracy (%)"), d("mean binary F1"), len(wide)
+    return [
+        Row("B-semantic", "removal gap of the early coded blocks, semantic vs agnostic scheme (points)",
+            "; ".join(f"{c.split(', ')[1].split(' (')[0]}: {mean.loc['semantic', c]:.1f} vs {mean.loc['agnostic', c]:.1f}"
+                      for c in gap_columns), judge(gap), f"semantic − agnostic {_t(gap, 1.0)}, paired by seed", n),
+        Row("B-semantic", "top-1 accuracy (%), semantic vs agnostic scheme",
+            f"{mean.loc['semantic', 'accuracy (%)']:.2f} vs {mean.loc['agnostic', 'accuracy (%)']:.2f}", judge(acc),
+            f"semantic − agnostic {_t(acc, 1.0)}, paired by seed", n),
+        Row("B-semantic", "mean binary-classifier F1, semantic vs agnostic scheme",
+            f"{mean.loc['semantic', 'mean binary F1']:.3f} vs {mean.loc['agnostic', 'mean binary F1']:.3f}", judge(f1),
+            f"semantic − agnostic {_t(f1, 1.0, '')}, paired by seed", n)]
+
+
+def b_anytime(thin, exits, budget: float, ours: str) -> Row:
+    """B-anytime: within ``budget`` of the ResNeXt's multiply-adds, IS-ResNeXt's thin sub-networks beat
+    Coded ResNeXt's early exits. ``thin``, ``exits``: per seed the best accuracy (points) within the budget.
+    Rule: thin − exit by Welch over the seeds; one seed a side: inconclusive; a method without a point
+    within the budget (empty): inconclusive."""
+    quantity = f"accuracy (%) within {100 * budget:.0f} % of the ResNeXt's multiply-adds, thin sub-networks vs early exits"
+    thin, exits = list(thin), list(exits)
+    if not thin or not exits:
+        return Row("B-anytime", quantity, ours, paper.INCONCLUSIVE, "a method has no point within the budget")
+    d = _compare(thin, exits)
+    n = min(len(thin), len(exits))
+    return Row("B-anytime", quantity, ours, judge(d), f"thin − exit {_t(d, 1.0)}"
+               + (f"; {n} seed(s): needs {paper.MIN_SEEDS}" if n < paper.MIN_SEEDS else ""), n)
+
+
 # claim id -> the function that judges it, for the chapters and the tests
-BY_ID = {"T-acc": t_acc, "F-removal": f_removal, "T-calib": t_calib, "B-conditional": b_conditional, "F-mu": f_mu, "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat,
-         "T-detach": t_detach, "T-ratios": t_ratios}
+BY_ID = {"T-acc": t_acc, "F-removal": f_removal, "T-calib": t_calib, "B-conditional": b_conditional, "F-mu": f_mu,
+         "F-pdrop": f_pdrop, "T-exp": t_exp, "T-concat": t_concat, "T-detach": t_detach, "T-ratios": t_ratios,
+         "F-act": f_act, "F-early": f_early, "T-agree": t_agree, "F-binary": f_binary, "F-bindist": f_bindist,
+         "T-arch": t_arch_total, "T-codes": t_codes, "T-cost": t_cost_flops, "B-semantic": b_semantic,
+         "B-anytime": b_anytime}
 
 
 # --- scale (the full edition) --------------------------------------------------------------------

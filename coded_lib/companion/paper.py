@@ -286,6 +286,8 @@ def binomial_se(p, n):
 _TWO = "> 2 SE: holds; < −2 SE: does not hold; else inconclusive"
 _SEEDS = (f"Welch's t over the seeds, one-sided 97.5 %: t > t_crit(df): holds; t < −t_crit(df): does not hold; "
           f"else inconclusive (also with < {MIN_SEEDS} seeds per point)")
+_IMAGES = "z > 1.96 (SE over the test images, one-sided 97.5 %): holds; z < −1.96: does not hold; else inconclusive"
+_CLASSES = "t > t_crit(n − 1): holds; t < −t_crit(n − 1): does not hold; else inconclusive"
 RULES = {
     ("T-acc", GAIN): f"coded − plain top-1 over ≥ {MIN_SEEDS} seeds each: {_SEEDS}",
     ("T-arch", "total parameters (M), Coded ResNeXt vs ResNeXt"): "exact counts: holds if equal",
@@ -299,19 +301,19 @@ RULES = {
         "paper's block, SE of a difference on n images: intact − active(k_max) and active(1) − "
         f"active(k_max) each {_TWO}; any inactive removal below intact by > 2 SE: does not hold",
     ("F-removal", "active-vs-inactive gap in earlier blocks"):
-        f"gap (inactive − active removed, mean over k) of the last minus the first coded block: {_TWO}",
+        f"gap (inactive − active removed, mean over k) of the last minus the first coded block: {_IMAGES}",
     ("F-binary", "binary classifier parameters (% of the full model)"):
         "residual-path parameters of one class's sub-model < 40 %: holds, else does not hold",
     ("F-binary", "precision-recall of the K binary classifiers, ID vs OOD negatives"):
-        f"mean ID precision − 0.8 and mean recall − 0.8 over the K classes (SE over classes): {_TWO}",
+        f"mean ID precision − 0.8 and mean recall − 0.8, one-sample t over the K classes: {_CLASSES}",
     ("F-bindist", "logit distribution: ID positives, ID negatives, OOD negatives"):
-        f"mean ROC AUC (positives vs ID negatives) − 0.95 over the classes: {_TWO}",
+        f"mean ROC AUC (positives vs ID negatives) − 0.95, one-sample t over the classes: {_CLASSES}",
     ("F-act", "|output| distribution of the first 5 subNNs, active vs inactive samples"):
-        f"99th percentile of |output|, active − inactive, mean over the shown subNNs: {_TWO}",
-    ("F-early", EARLY): f"last − first early decoder: {_TWO}; a block below the one before by > 2 SE: "
-        "does not hold",
+        f"99th percentile of |output|, active − inactive, one-sample t over the shown subNNs: {_CLASSES}",
+    ("F-early", EARLY): f"last − first early decoder (SE over images): {_IMAGES}; a block below the one before "
+        "beyond the critical value: does not hold",
     ("T-agree", "accuracy of the final prediction by number of agreeing early decoders (%)"):
-        f"accuracy when the most agree − when the fewest agree (groups of ≥ 10 images): {_TWO}",
+        f"accuracy when the most agree − when the fewest agree (groups of ≥ 10 images): {_IMAGES}",
     ("T-calib", CALIB.format("25/75")): "per split, h_T − h_aug: MCE lower by > 2 SE and ECE not higher "
         "by > 2 SE: holds; MCE or ECE higher by > 2 SE: does not hold; else inconclusive",
     ("F-mu", "accuracy and early-decoder accuracy vs μ"): "an inner μ above both ends of the grid, and "

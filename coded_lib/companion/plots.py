@@ -48,3 +48,22 @@ def scale_figure(table):
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def cost_ratios(ratios, counted: str, timed: str):
+    """T-cost: Coded / plain ratios, the paper's beside ours, one quantity kind per axis: the exact counts
+    (``ratios`` rows "GFLOPs", "parameters"; ours for ``counted``) on the left, the timings ("training
+    speed", "peak memory"; ours for ``timed``, another network and device than the paper's TPU) on the
+    right. ``ratios``: columns "the paper" and "ours"."""
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.4), sharey=True)
+    for ax, rows, title in ((axes[0], ["GFLOPs", "parameters"], f"counted: {counted}"),
+                            (axes[1], ["training speed", "peak memory"], f"timed: {timed}")):
+        ratios.loc[rows].plot.bar(ax=ax, rot=0, color=[PAPER, OURS], legend=False)
+        ax.axhline(1, color="k", lw=1)
+        ax.set(title=title, ylabel="Coded / plain")
+        ax.title.set_fontsize(10)
+    axes[0].set_ylim(0, max(1.3, float(ratios.max().max()) * 1.15))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, ["the paper (ResNeXt-50, TPU)", "ours"], loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
