@@ -295,3 +295,22 @@ def test_snapshot_for_a_second_sitting_and_restore(tmp_path, monkeypatch):
     a, _ = load_run(runs / "smoke")
     b, _ = load_run(fresh / "smoke")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_stage_names_the_epochs_trained_before_it_ran(tmp_path, monkeypatch):
+    """A training stage finished in a later sitting than some of its runs: its wall time covers only that
+    sitting, and the state (then the manifest) names the epochs trained before it, so that the stage's time
+    can be checked against the runs' own epoch times (tests/test_full_edition.py)."""
+    from coded_lib.train import train
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    import dataclasses
+
+    plan = at_scale.full_plan(preset="smoke", seeds=(0, 1), grid_seeds=(0,), scale_sizes=(128,), scale_seeds=(0,))
+    plan = dataclasses.replace(plan, runtime={})  # eager: what is checked here is the bookkeeping
+    runs = tmp_path / "runs"
+    train("smoke", runs / "smoke", progress=False)  # seed 0's run, trained "in an earlier sitting"
+    epochs = len((runs / "smoke" / "metrics.csv").read_text().splitlines()) - 1
+    state = at_scale.run(tmp_path / "out", runs, plan, only=["train-coded"])
+    assert epochs >= 1 and state["train-coded"]["resumed"] == {"smoke": epochs}
+    assert (runs / "smoke-seed=1" / "metrics.csv").exists()  # the other run was trained by the stage

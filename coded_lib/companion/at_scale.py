@@ -413,6 +413,9 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
         for stage in todo:
             print(f"[{stage.name}] planned {stage.planned_s / 60:.1f} min", flush=True)
             start = time.perf_counter()
+            # epochs trained before this attempt (an earlier sitting, or a killed run of this command): their
+            # time is not in this stage's wall time, and the manifest says so
+            resumed = {n: e for n in (folder_name(*r) for r in stage.runs) if (e := _epochs_done(runs_dir / n))}
             if stage.runs:
                 later = sum(s.planned_s for s in todo[todo.index(stage) + 1:])
                 errors = train_stage(stage, runs_dir, plan.jobs, plan.runtime, plan.threads, later)
@@ -421,7 +424,7 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
             wall = time.perf_counter() - start
             # an edition may take two sittings on two machines: each stage keeps the CPU it ran on
             state[stage.name] = {"done": not errors, "wall_s": round(wall, 1), "planned_s": stage.planned_s,
-                                 "date": _now(), "cpu": cpu_info()["model"], "failed": errors}
+                                 "date": _now(), "cpu": cpu_info()["model"], "resumed": resumed, "failed": errors}
             _write_json(state_path, state)
             print(f"[{stage.name}] {'done' if not errors else 'FAILED: ' + '; '.join(errors)} in {wall / 60:.1f} min",
                   flush=True)
@@ -534,6 +537,7 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
         "stages": [{"name": s.name, "wall_s": state[s.name]["wall_s"] if s in done else None,
                     "planned_s": s.planned_s, "date": state.get(s.name, {}).get("date") if s in done else None,
                     "cpu": state.get(s.name, {}).get("cpu") if s in done else None,
+                    "resumed": state.get(s.name, {}).get("resumed", {}) if s in done else {},
                     "runs": [folder_name(*r) for r in s.runs], "notebooks": list(s.notebooks)} for s in all_stages],
         "total_wall_s": round(sum(state[s.name]["wall_s"] for s in done), 1),
         "notebooks": [stem for s in done for stem in s.notebooks],
