@@ -48,10 +48,12 @@ book: setup
 	$(PY) -m coded_lib.companion.reproduce --no-execute
 
 # An edition of the book run by one runner (coded_lib.companion.at_scale), resumable stage by stage:
-# EDITION=full (all of Fashion-MNIST on this CPU, ~2.5 h on 2 cores) or EDITION=gpu (the paper's network, one GPU)
+# EDITION=full (all of Fashion-MNIST on this CPU, ~2.5 h on 2 cores), EDITION=gpu (the paper's network, one GPU)
+# or EDITION=default (make reproduce: its trainings go through the same runner, at_scale.default_plan)
 EDITION ?= full
 edition: setup
-	$(PY) -m coded_lib.companion.at_scale run --edition $(EDITION)
+	if [ "$(EDITION)" = default ]; then $(PY) -m coded_lib.companion.reproduce --preset $(PRESET); \
+	else $(PY) -m coded_lib.companion.at_scale run --edition $(EDITION); fi
 
 bench: setup
 	$(PY) benchmarks/run.py

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from coded_lib.companion import at_scale, reproduce
+from coded_lib.companion import notebook as nb
 from coded_lib.train import data
 from coded_lib.train.presets import get_config
 
@@ -314,3 +315,35 @@ def test_a_stage_names_the_epochs_trained_before_it_ran(tmp_path, monkeypatch):
     state = at_scale.run(tmp_path / "out", runs, plan, only=["train-coded"])
     assert epochs >= 1 and state["train-coded"]["resumed"] == {"smoke": epochs}
     assert (runs / "smoke-seed=1" / "metrics.csv").exists()  # the other run was trained by the stage
+
+
+def test_the_default_plan_trains_what_the_chapters_open_with_their_own_parameters():
+    """make reproduce trains the paper chapters' runs first (at_scale.default_plan): the seeds of the accuracy
+    chapter and the grids of the ablations chapter, as their parameters cells say (read here by executing
+    the cells themselves), and every ablation run folder the chapter's grid would open."""
+    import nbformat
+
+    def cell_values(stem):
+        cell = next(c for c in nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4).cells
+                    if "parameters" in c.metadata.get("tags", []))
+        values = {}
+        exec(cell.source, {}, values)
+        return values
+
+    plan = at_scale.default_plan()
+    trained = {at_scale.folder_name(*r) for s in at_scale.stages(plan) for r in s.runs}
+    acc, abl = cell_values("accuracy"), cell_values("ablations")
+    assert plan.seeds == tuple(acc["seeds"]) and all(not s.notebooks for s in at_scale.stages(plan))
+    base = abl["ablation_overrides"]
+    for s in abl["seeds"]:
+        for mu in abl["mu_values"]:
+            assert at_scale.folder_name("fashion_mnist", {**base, "seed": s, "mu": mu}) in trained
+        for e in abl["exponents"]:
+            assert at_scale.folder_name("fashion_mnist", {**base, "seed": s, "loss_exponent": e}) in trained
+        for change in nb.ABLATION_VARIANTS.values():
+            assert at_scale.folder_name("fashion_mnist", {**base, "seed": s, **change}) in trained
+    for s in acc["seeds"]:
+        assert at_scale.folder_name("fashion_mnist", {"seed": s}) in trained
+        base_preset, base_overrides = nb.baseline("fashion_mnist")
+        assert at_scale.folder_name(base_preset, {**base_overrides, "seed": s}) in trained
+    assert plan.jobs == 2 and plan.threads == 1 and plan.runtime == {"channels_last": True}

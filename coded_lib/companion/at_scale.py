@@ -224,6 +224,39 @@ FULL = full_plan()
 EDITIONS = {"gpu": PLAN, "full": FULL}
 
 
+def notebook_defaults(stem: str) -> dict:
+    """The values of a source notebook's parameters cell: what its chapter uses when nothing is passed."""
+    import ast
+
+    import papermill
+
+    declared = papermill.inspect_notebook(str(SOURCE / f"{stem}.ipynb"))
+    return {k: ast.literal_eval(v["default"]) for k, v in declared.items()}
+
+
+def default_plan(preset: str = "fashion_mnist") -> Plan:
+    """The default edition's trainings (``make reproduce``, 2-core CPU): the runs its paper chapters open,
+    read from the chapters' own parameters (accuracy's seeds, the ablations' grids), trained before the
+    chapters run, two 1-thread processes at once in channels-last (measured 2.3x and 1.4x over one 2-thread
+    kernel in eager: benchmarks/results.md, section 10). No analysis stage: ``reproduce`` executes the
+    chapters. Planning: a run-epoch of all 60,000 images ~56 s with two at once, ~8 s a run to start."""
+    grid_keys = ("ablation_overrides", "seeds", "mu_values", "pdrop_values", "exponents", "ratios")
+    ablations = {k: v for k, v in notebook_defaults("ablations").items() if k in grid_keys}
+    return Plan(name="default", preset=preset, seeds=tuple(notebook_defaults("accuracy")["seeds"]), jobs=2, threads=1,
+                runtime={"channels_last": True}, parameters={"ablations": ablations}, seconds_per_run_epoch=56.0,
+                seconds_per_run=8.0, out="book", runs="runs")
+
+
+def train_all(plan: Plan, runs_dir: Path) -> list[str]:
+    """Every training stage of ``plan`` into ``runs_dir`` (finished runs are skipped); returns the failures."""
+    todo = [s for s in stages(plan) if s.runs]
+    failed = []
+    for i, stage in enumerate(todo):
+        failed += train_stage(stage, runs_dir, plan.jobs, plan.runtime, plan.threads,
+                              sum(s.planned_s for s in todo[i + 1:]))
+    return failed
+
+
 def _image_epochs(preset, overrides) -> float:
     """A run's epochs in units of its data set's full training set (a 2,000-image run's epoch is 1/30 of one)."""
     from ..train.presets import get_config
@@ -329,7 +362,9 @@ def train_stage(stage: Stage, runs_dir: Path, jobs: int, runtime: dict | None = 
     bar = tqdm(total=total, initial=done(), desc=stage.name, unit="run-epoch", file=sys.stderr,
                mininterval=1 if sys.stderr.isatty() else 60,
                bar_format="{desc}: {n_fmt}/{total_fmt} run-epochs [{elapsed}<{remaining}]{postfix}")
-    pending, running, failed = list(stage.runs), [], []
+    # a finished run is not started again (a process start costs seconds, a compiled one a minute)
+    pending = [r for r in stage.runs if _epochs_done(runs_dir / folder_name(*r)) < _epochs(*r)]
+    running, failed = [], []
     while pending or running:
         while pending and len(running) < jobs:
             preset, overrides = pending.pop(0)

@@ -2,6 +2,9 @@
 
     python -m coded_lib.companion.reproduce --preset fashion_mnist
 
+0. The runs the paper's chapters open (``at_scale.default_plan``: read from the chapters' parameters) are
+   trained first by the editions' runner, two 1-thread processes at once, with a progress bar and the
+   time left; finished runs are kept.
 1. Each notebook of ``NOTEBOOKS`` (``notebooks/<stem>.ipynb``) runs through
    papermill with ``preset`` as parameter, from the repository root (the terminal shows
    papermill's progress per cell); the executed copy goes to ``book/notebooks/<stem>.ipynb``,
@@ -28,7 +31,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import edition, report
+from . import at_scale, edition, report
 from .edition import execute
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,6 +89,13 @@ def stage_unexecuted(book=BOOK, source=SOURCE):
     return copied
 
 
+def nb_runs_root(preset):
+    """The folder holding the chapters' run folders (``runs/``, or ``$CODED_RUNS``)."""
+    from .notebook import run_folder
+
+    return run_folder(preset).parent
+
+
 def build_book(book=BOOK, quiet=False):
     """``jupyter-book build book/``; returns the path of index.html."""
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
@@ -105,6 +115,8 @@ def main(argv=None):
                     help="do not run notebooks (copy unexecuted ones where none ran yet)")
     ap.add_argument("--no-build", action="store_true", help="skip jupyter-book build")
     ap.add_argument("--log-output", action="store_true", help="also print what the notebooks' cells print")
+    ap.add_argument("--no-pretrain", action="store_true",
+                    help="let each chapter train its runs itself (one 2-thread kernel) instead of step 0")
     args = ap.parse_args(argv)
     if args.log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -115,6 +127,11 @@ def main(argv=None):
         stage_unexecuted()
     else:
         paths = available(args.only)
+        if not args.no_pretrain and not args.only:
+            plan = at_scale.default_plan(args.preset)
+            print(f"training the chapters' runs ({sum(len(s.runs) for s in at_scale.stages(plan))}, "
+                  f"{plan.jobs} at once)", flush=True)
+            failed += [f"training {f}" for f in at_scale.train_all(plan, nb_runs_root(args.preset))]
         prov = edition.provenance(args.preset)
         # the plan: each chapter's wall time in the committed edition (its provenance), scaled by how this
         # machine compares so far
