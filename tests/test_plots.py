@@ -5,6 +5,7 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
@@ -36,3 +37,197 @@ def test_scale_figure_from_a_small_table():
     bars = gap_ax.containers[0]
     low, high = bars.lines[2][0].get_segments()[0][:, 1]
     assert (high - low) / 2 == pytest.approx(2.776 * 0.5, abs=2e-3)
+
+
+# --- the chapters' figures: labelled axes, one mark per row given, legends off the data -------------
+
+def _drawn(fig):
+    fig.canvas.draw()
+    return fig
+
+
+def _data_boxes(ax):
+    """Window extents of the data an axes draws (lines, markers, bars, error bars, boxes, histograms), cut to the axes
+    (the data is clipped there; a histogram's zeros on a log axis reach far below it)."""
+    from matplotlib.transforms import Bbox
+
+    artists = [a for a in [*ax.lines, *ax.patches, *ax.collections] if a.get_visible()]
+    boxes = [Bbox.intersection(a.get_window_extent(), ax.get_window_extent()) for a in artists]
+    return [b for b in boxes if b is not None]
+
+
+def _legends(fig):
+    return [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
+
+
+def _assert_legends_off_the_data(fig):
+    _drawn(fig)
+    legends = _legends(fig)
+    assert legends, "a figure with series says which is which"
+    for legend in legends:
+        box = legend.get_window_extent()
+        for ax in fig.axes:
+            for data in _data_boxes(ax):
+                overlap = (min(box.x1, data.x1) - max(box.x0, data.x0), min(box.y1, data.y1) - max(box.y0, data.y0))
+                assert not (overlap[0] > 1 and overlap[1] > 1), (legend.texts[0].get_text(), ax.get_title())
+
+
+def _assert_labelled(axes):
+    for ax in axes:
+        assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+
+
+def _assert_outer_labelled(fig, n, cols=5, every_x=False):
+    """Panels of a grid per class: x labelled on the lowest panel of each column (on each one where the panels'
+    x ranges differ), y on the first of each row."""
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == n
+    for i, ax in enumerate(panels):
+        assert bool(ax.get_xlabel()) == (every_x or i + cols >= n), (i, ax.get_title())
+        assert bool(ax.get_ylabel()) == (i % cols == 0), (i, ax.get_title())
+
+
+def _markers(line):
+    return len(line.get_xdata())
+
+
+def test_accuracy_gains():
+    curves = pd.DataFrame({"network": ["Coded ResNeXt"] * 6 + ["ResNeXt"] * 6, "seed": [0, 0, 0, 1, 1, 1] * 2,
+                           "epoch": [1, 2, 3] * 4,
+                           "val_acc": [0.5, 0.7, 0.8, 0.52, 0.69, 0.81, 0.5, 0.66, 0.79, 0.49, 0.7, 0.8]})
+    fig = plots.accuracy_gains(curves, 0.4, 1.1, "Fashion-MNIST")
+    gain_ax, epoch_ax = fig.axes
+    _assert_labelled(fig.axes)
+    assert len(gain_ax.patches) == 4 + 1  # the paper's four trainings and ours
+    assert [t.get_text() for t in gain_ax.get_yticklabels()][-1] == "ours: Fashion-MNIST"
+    means = [ln for ln in epoch_ax.lines if ln.get_label() in ("Coded ResNeXt", "ResNeXt")]
+    assert [_markers(ln) for ln in means] == [3, 3]  # one point per epoch
+    assert list(means[0].get_ydata()) == pytest.approx([51, 69.5, 80.5])
+    _assert_legends_off_the_data(fig)
+
+
+def test_early_decoders():
+    early = pd.DataFrame({"decoder": [1, 2, 3, 4, "final"], "accuracy": [0.3, 0.5, 0.7, 0.8, 0.85]})
+    agree = pd.DataFrame({"n_agree": [0, 1, 2, 3, 4], "count": [5, 0, 10, 20, 65],
+                          "accuracy": [0.2, float("nan"), 0.5, 0.8, 0.95]})
+    fig = plots.early_decoders(early, agree, 10.0, "Fashion-MNIST")
+    ours_ax, paper_ax, agree_ax = fig.axes
+    _assert_labelled(fig.axes)
+    assert _markers(ours_ax.lines[0]) == 4 and list(ours_ax.get_xticks()) == [1, 2, 3, 4]  # blocks from 1
+    assert [_markers(ln) for ln in paper_ax.lines if ln.get_label().startswith("μ")] == [9, 9]
+    assert len(agree_ax.patches) == 4  # the four agreement levels with images
+    _assert_legends_off_the_data(fig)
+
+
+def test_calibration_change():
+    change = pd.DataFrame({"split name": ["25/75"] * 3 + ["50/50"] * 3, "split": [0, 1, 2] * 2,
+                           "ece": [0.1, -0.2, 0.0, 0.1, 0.2, -0.1], "mce": [-1.0, -2.0, 0.5, -0.5, 0.3, -1.2]})
+    fig = plots.calibration_change(change)
+    _assert_labelled(fig.axes)
+    for ax in fig.axes:
+        assert len(ax.patches) == 2  # a box per split ratio
+        assert len(ax.collections) == 6  # the paper's three data sets at each ratio
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["25/75", "50/50"]
+    _assert_legends_off_the_data(fig)
+
+
+def _grid(param, values, seeds, acc):
+    return pd.DataFrame([{param: v, "seed": s, "val_acc": acc + 0.01 * s + 0.02 * i, "early_acc_1": 0.3 + 0.01 * s,
+                          "early_acc_2": 0.5 + 0.02 * s, "binary F1": 0.6 + 0.01 * s}
+                         for i, v in enumerate(values) for s in seeds])
+
+
+@pytest.mark.parametrize("seeds", [[0, 1, 2], [0]])
+def test_ablation_mu_has_error_bars_over_the_seeds(seeds):
+    table = _grid("mu", [0.0, 2.0, 6.0, 20.0], seeds, 0.8)
+    fig = plots.ablation_mu(table)
+    ax, = fig.axes
+    _assert_labelled(fig.axes)
+    assert len(ax.containers) == 3  # final and two early decoders
+    for bars in ax.containers:
+        assert _markers(bars.lines[0]) == 4  # one mean per μ
+    low, high = ax.containers[0].lines[2][0].get_segments()[0][:, 1]
+    # t(2) x SE of 80, 81, 82 (%): 4.303 x 1 / sqrt(3); one seed: no bar
+    assert (high - low) / 2 == pytest.approx(4.303 / math.sqrt(3) if len(seeds) == 3 else 0, abs=1e-2)
+    _assert_legends_off_the_data(fig)
+
+
+def test_ablation_pdrop():
+    fig = plots.ablation_pdrop(_grid("p_drop", [0.0, 0.1, 0.2], [0, 1, 2], 0.8))
+    ax, = fig.axes
+    _assert_labelled(fig.axes)
+    assert [_markers(bars.lines[0]) for bars in ax.containers] == [3, 3]
+    _assert_legends_off_the_data(fig)
+
+
+def test_removal_curves_number_blocks_from_one():
+    curves = pd.DataFrame([{"block": b, "kind": kind, "k": k, "std": 0.01,
+                            "accuracy": 0.9 - 0.1 * k * (kind == "active")}
+                           for b in (1, 2, 3) for kind in ("active", "inactive") for k in range(4)])
+    fig = plots.removal_curves(curves, {1: "5/10", 2: "3/10", 3: "3/10"}, main_block=1)
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in shown] == ["coded block 2 (r = 5/10), the paper's block",
+                                                "coded block 3 (r = 3/10)", "coded block 4 (r = 3/10)"]
+    _assert_labelled(shown)
+    for ax in shown:
+        assert [_markers(bars.lines[0]) for bars in ax.containers] == [4, 4]
+    _assert_legends_off_the_data(fig)
+
+
+def test_training_curves():
+    coded = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.4, 0.6, 0.7], "val_acc": [0.5, 0.6, 0.7],
+                          "code_loss": [0.7, 0.5, 0.4], "early_acc_1": [0.2, 0.3, 0.4], "early_acc_2": [0.3, 0.5, 0.6]})
+    plain = coded.drop(columns=["code_loss", "early_acc_1", "early_acc_2"])
+    metrics = pd.concat([coded.assign(network="Coded ResNeXt"), plain.assign(network="ResNeXt")], ignore_index=True)
+    fig = plots.training_curves(metrics)
+    acc_ax, code_ax, early_ax, _ = fig.axes
+    _assert_labelled([acc_ax, code_ax, early_ax])
+    assert [_markers(ln) for ln in acc_ax.lines] == [3] * 4 and len(early_ax.lines) == 2 + 1
+    _assert_legends_off_the_data(fig)
+
+
+def test_activations():
+    rng = np.random.default_rng(0)
+    values = pd.DataFrame({"subnn": np.repeat([0, 1, 2, 3, 4], 40), "active": np.tile([True, False], 100),
+                           "value": rng.exponential(size=200)})
+    fig = plots.activations(values, block=1)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == [f"subNN {n}" for n in range(1, 6)]
+    _assert_labelled(panels)
+    for ax in panels:
+        assert len(ax.patches) == 2  # one step histogram per kind of sample
+    _assert_legends_off_the_data(fig)
+
+
+def _reports(k=3):
+    from coded_lib.analysis import binary_metrics
+
+    rng = np.random.default_rng(0)
+    targets = np.repeat(np.arange(k), 20)
+    scores = rng.normal(size=(20 * k, k)) + 2 * np.eye(k)[targets]
+    return {"MNIST": binary_metrics(scores, targets, scores, targets, rng.normal(size=(30, k)))}
+
+
+def test_binary_precision_recall():
+    reports = _reports()
+    fig = plots.binary_precision_recall(reports, list("abcdefg"))
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == ["a", "b", "c"]
+    _assert_outer_labelled(fig, 3)
+    rep = reports["MNIST"]
+    for ax, c in zip(panels, range(3)):
+        curves, dots = ax.lines[0::2], ax.lines[1::2]
+        assert [_markers(ln) for ln in curves] == [int(((rep.curves["class"] == c) & (rep.curves.negatives == k)).sum())
+                                                   for k in ("ID", "OOD")]
+        assert [_markers(ln) for ln in dots] == [1, 1]
+    _assert_legends_off_the_data(fig)
+
+
+def test_binary_distributions():
+    fig = plots.binary_distributions(_reports(7), list("abcdefg"), n=6)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in panels] == list("abcdef")
+    _assert_outer_labelled(fig, 6, every_x=True)
+    for ax in panels:
+        assert len(ax.patches) == 3  # positives, ID negatives, OOD negatives
+    _assert_legends_off_the_data(fig)

@@ -1,6 +1,6 @@
-"""The book's paper-vs-ours figures, in one house style: the paper in grey, ours in blue with its
-uncertainty (a 95 % interval: Student's critical value times the SE, for the degrees of freedom of
-the estimate), legends outside the plotted data, one quantity per axis.
+"""The book's figures, the paper's values beside ours wherever it gives them, in one house style: the
+paper in grey, ours in blue with its uncertainty (a 95 % interval: Student's critical value times the
+SE, for the degrees of freedom of the estimate), legends outside the plotted data, one quantity per axis.
 
 Each function takes a small table and returns the matplotlib Figure (the chapter saves and shows it).
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 from ..analysis.stats import critical_value
 from . import paper
@@ -66,4 +68,255 @@ def cost_ratios(ratios, counted: str, timed: str):
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, ["the paper (ResNeXt-50, TPU)", "ours"], loc="lower center", ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def _legend_below(ax, ncol: int = 1, **kw):
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False, fontsize=9, **kw)
+
+
+def _seed_means(ax, table, x: str, column: str, **style):
+    """Mean of ``column`` (a fraction) over the seeds at each ``x``, in %, with its 95 % interval (none: one seed)."""
+    g = table.groupby(x)[column].agg(["mean", "std", "count"])
+    err = [100 * half_width(s / math.sqrt(n), n - 1) if n > 1 else 0.0 for s, n in zip(g["std"], g["count"])]
+    return ax.errorbar(g.index, 100 * g["mean"], yerr=err, marker="o", capsize=3, **style)
+
+
+def accuracy_gains(curves, gain: float, half: float, data: str):
+    """T-acc: coded − plain top-1 gains, the paper's and ours (``gain`` ± ``half``, points), and ours per epoch
+    (the seeds' mean and range). ``curves``: network, seed, epoch, val_acc."""
+    rows = [r for r in paper.rows("T-acc") if r["quantity"] == paper.ACC]
+    names = [r["data"] + (f", {r['scale'].split(',')[1].strip()}" if r["data"] == "ImageNet" else "") for r in rows]
+    fig, (gain_ax, epoch_ax) = plt.subplots(1, 2, figsize=(WIDTH, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
+    gain_ax.barh(names, [r["value"]["coded"] - r["value"]["resnext"] for r in rows], color=PAPER, label="the paper")
+    gain_ax.barh([f"ours: {data}"], [gain], xerr=[half], color=OURS, capsize=4,
+                 label=f"ours, 95 % interval (Welch, {curves.groupby('network').seed.nunique().min()} seeds a side)")
+    gain_ax.axvline(0, color="k", lw=1)
+    gain_ax.invert_yaxis()
+    gain_ax.set(xlabel="coded − plain top-1 (points)", ylabel="data set", title="Accuracy gain of coding")
+    for (name, d), color in zip(curves.groupby("network", sort=False), (OURS, PLAIN)):
+        band = d.groupby("epoch").val_acc.agg(["mean", "min", "max"]).mul(100)
+        epoch_ax.plot(band.index, band["mean"], marker="o", color=color, label=name)
+        epoch_ax.fill_between(band.index, band["min"], band["max"], color=color, alpha=0.2)
+    epoch_ax.set(xlabel="epoch", ylabel="validation top-1 (%)", title="Ours per epoch\n(band: the seeds' range)")
+    epoch_ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    for ax in (gain_ax, epoch_ax):
+        _legend_below(ax)
+    fig.tight_layout()
+    return fig
+
+
+def early_decoders(early, agree, chance: float, data: str):
+    """F-early, T-agree: early decoders' accuracy by coded block, ours (``early``: decoder, accuracy) and the paper's,
+    and our final accuracy by agreement (``agree``: n_agree, count, accuracy). ``chance``: 100 / K."""
+    ours = early[early.decoder != "final"]
+    final = 100 * early.accuracy[early.decoder == "final"].item()
+    fig = plt.figure(figsize=(WIDTH, 7.4))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.2, 1])
+    ours_ax, paper_ax, agree_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    ours_ax.plot(ours.decoder, 100 * ours.accuracy, marker="o", color=OURS, label="early decoders")
+    ours_ax.axhline(final, color="k", ls="--", label=f"final prediction ({final:.1f} %)")
+    ours_ax.axhline(chance, color=PAPER, ls=":", label=f"chance ({chance:.0f} %)")
+    ours_ax.set(title=f"Ours: {data}", xticks=list(ours.decoder))
+    for r, ls in zip(paper.rows("F-early"), ("-", "--")):
+        blocks = range(1, len(r["value"]) + 1)
+        paper_ax.plot(blocks, r["value"], ls, marker="o", color=PAPER, label=r["scale"].split(",")[1].strip())
+    paper_ax.axhline(0.1, color=PAPER, ls=":", label="chance (0.1 %)")
+    paper_ax.set(title="The paper: ImageNet, ResNeXt-50", xticks=list(blocks))
+    for ax in (ours_ax, paper_ax):
+        ax.set(xlabel="coded block", ylabel="accuracy (%)", ylim=(0, 100))
+        _legend_below(ax)
+    shown = agree[agree["count"] > 0]
+    agree_ax.bar(shown.n_agree, 100 * shown.accuracy, color=OURS)
+    for a, acc, count in zip(shown.n_agree, shown.accuracy, shown["count"]):
+        agree_ax.text(a, 100 * acc, f"n = {count}", ha="center", va="bottom", fontsize=9)
+    agree_ax.set(title="Ours: accuracy of the final prediction by agreement", ylim=(0, 110), xticks=list(agree.n_agree),
+                 xlabel="early decoders agreeing with the final prediction", ylabel="accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+def calibration_change(change):
+    """T-calib: per split ratio, h_aug − h_T of ECE and MCE over the random splits, the paper's as markers.
+    ``change``: split name, split, ece, mce (points)."""
+    names = list(dict.fromkeys(change["split name"]))
+    refs = [(r["quantity"].split(",")[-1].split()[0], r["data"], r["value"]) for r in paper.rows("T-calib")]
+    markers = {"CIFAR-10": "^", "CIFAR-100": "s", "ImageNet": "D"}
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4.2))
+    for j, (ax, metric) in enumerate(zip(axes, ("ece", "mce"))):
+        ax.boxplot([change[change["split name"] == n][metric] for n in names], positions=range(len(names)), widths=0.4,
+                   patch_artist=True, boxprops={"facecolor": OURS, "alpha": 0.6}, label="ours, over the random splits")
+        for split, data, v in refs:
+            if split in names:
+                ax.scatter(names.index(split) + 0.3, v["h_aug"][j] - v["h_T"][j], marker=markers[data], color="k",
+                           zorder=3, label=f"the paper, {data}")
+        ax.axhline(0, color="k", lw=1)
+        ax.set_xticks(range(len(names)), names)
+        ax.set(xlim=(-0.5, len(names) - 0.1), xlabel="calibration / test split",
+               ylabel=f"{metric.upper()}: h_aug − h_T (points)",
+               title=f"{metric.upper()} change, {len(change) // len(names)} splits each")
+    legend = dict(zip(*reversed(axes[0].get_legend_handles_labels())))  # one entry per paper data set
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=2, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def ablation_mu(table):
+    """F-mu: final and early-decoder accuracy against μ, mean over the seeds with its 95 % interval.
+    ``table``: one row per run: mu, val_acc, early_acc_1.. (fractions)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.6))
+    _seed_means(ax, table, "mu", "val_acc", color="k", lw=2, label="final prediction")
+    for col in [c for c in table.columns if c.startswith("early_acc_")]:
+        _seed_means(ax, table, "mu", col, ls="--", label=f"early decoder, coded block {col.rsplit('_', 1)[1]}")
+    ax.axvline(6, color=PAPER, ls=":", label="the paper's peak (CIFAR-100)")
+    ax.set(xlabel="μ", ylabel="validation accuracy (%)", xscale="symlog",
+           title=f"F-mu: mean of {table.groupby('mu').size().min()} seed(s), 95 % interval")
+    ax.set_xticks(sorted(table.mu.unique()), [f"{v:g}" for v in sorted(table.mu.unique())])  # the values run
+    ax.minorticks_off()
+    ax.margins(x=0.05)
+    _legend_below(ax, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_pdrop(table):
+    """F-pdrop: accuracy and binary classifiers' mean F1 against p_drop, mean over the seeds with its 95 % interval.
+    ``table``: one row per run: p_drop, val_acc, "binary F1" (fractions)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.0))
+    _seed_means(ax, table, "p_drop", "val_acc", color="k", label="validation accuracy")
+    _seed_means(ax, table, "p_drop", "binary F1", color="tab:green", label="binary classifiers, mean F1")
+    ax.axvline(0.1, color=PAPER, ls=":", label="the paper's best (CIFAR-10)")
+    ax.set(xlabel="p_drop", ylabel="accuracy, mean F1 (%)", xticks=sorted(table.p_drop.unique()),
+           title=f"F-pdrop: mean of {table.groupby('p_drop').size().min()} seed(s), 95 % interval")
+    _legend_below(ax, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def removal_curves(curves, ratios: dict, main_block=None):
+    """F-removal: accuracy with k active or inactive subNNs removed, a panel per block (bars: std over the draws).
+    ``curves``: block (0-based), kind, k, accuracy, std; ``ratios``: block -> "N_act/N"."""
+    blocks = sorted(curves.block.unique())
+    cols = min(2, len(blocks))
+    rows = (len(blocks) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 3.3 * rows + 0.7), sharey=True, squeeze=False)
+    for ax, b in zip(axes.flat, blocks):
+        for kind, d in curves[curves.block == b].groupby("kind"):
+            ax.errorbar(d.k, 100 * d.accuracy, yerr=100 * d["std"], marker="o", capsize=3,
+                        label=f"{kind} subNNs removed", color={"active": "tab:red", "inactive": OURS}[kind])
+        ax.set(title=f"coded block {b + 1} (r = {ratios[b]})" + (", the paper's block" if b == main_block else ""),
+               xlabel="k subNNs removed", ylabel="accuracy (%)")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    for ax in axes.flat[len(blocks):]:
+        ax.axis("off")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def training_curves(metrics):
+    """Per epoch: both networks' accuracy, the coding loss (Eq. 5) and the early decoders (Eq. 7) of the coded one.
+    ``metrics``: the runs' metrics.csv rows and a column network, the coded network first."""
+    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 6.4))
+    (acc_ax, code_ax), (early_ax, legend_ax) = axes
+    for (name, m), color in zip(metrics.groupby("network", sort=False), (OURS, PLAIN)):
+        acc_ax.plot(m.epoch, 100 * m.val_acc, marker="o", color=color, label=f"{name}, validation")
+        acc_ax.plot(m.epoch, 100 * m.train_acc, ls="--", color=color, label=f"{name}, training")
+    coded = metrics[metrics.network == metrics.network.iloc[0]]
+    code_ax.plot(coded.epoch, coded.code_loss, marker="o", color=OURS)
+    early = [c for c in coded.columns if c.startswith("early_acc_") and coded[c].notna().any()]
+    # shades of one colour map, apart from the networks' blue and orange
+    shades = plt.cm.viridis([i / max(1, len(early) - 1) * 0.85 for i in range(len(early))])
+    for col, shade in zip(early, shades):
+        early_ax.plot(coded.epoch, 100 * coded[col], marker="s", color=shade,
+                      label=f"early decoder, coded block {col.rsplit('_', 1)[1]}")
+    early_ax.plot(coded.epoch, 100 * coded.val_acc, color="k", ls="--", label="final prediction")
+    acc_ax.set(title="Accuracy", ylabel="accuracy (%)")
+    code_ax.set(title="Coding loss (Eq. 5), validation", ylabel="coding loss", yscale="log")
+    early_ax.set(title="Early decoders (Eq. 7), validation", ylabel="accuracy (%)")
+    for ax in (acc_ax, code_ax, early_ax):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    legend_ax.axis("off")  # the legend's own panel, off the data
+    handles = acc_ax.get_legend_handles_labels()[0] + early_ax.get_legend_handles_labels()[0]
+    legend_ax.legend(handles, [h.get_label() for h in handles], loc="center", frameon=False, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def activations(values, block: int):
+    """F-act: histograms of |t̄_n| per subNN of coded block ``block`` (0-based), active vs inactive samples.
+    ``values``: subnn (0-based), active, value."""
+    subnns = sorted(values.subnn.unique())
+    cols = 3
+    rows = len(subnns) // cols + 1  # one panel more than subNNs: the legend's
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 2.6 * rows), sharey=True, squeeze=False)
+    for ax, n in zip(axes.flat, subnns):
+        d = values[values.subnn == n]
+        bins = np.linspace(0, d.value.max(), 40)
+        for active, color, label in ((False, OURS, "inactive samples"), (True, "tab:red", "active samples")):
+            ax.hist(d[d.active == active].value, bins=bins, density=True, histtype="step", lw=1.5, color=color,
+                    label=label)
+        ax.set(title=f"subNN {n + 1}", xlabel="|output|", ylabel="density (log)", yscale="log")
+    for ax in axes.flat[len(subnns):]:
+        ax.axis("off")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    axes.flat[-1].legend(handles, labels, loc="center", frameon=False, title=f"coded block {block + 1}")
+    fig.tight_layout()
+    return fig
+
+
+def _class_panels(n: int, xlabel: str, ylabel: str, **kw):
+    """A panel per class, five a row; the axes labelled on the outer panels only (at 1.4 inches a panel)."""
+    cols = min(5, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 2.1 * rows + 0.9), squeeze=False, **kw)
+    for i, ax in enumerate(axes.flat):
+        ax.set(xlabel=xlabel if i + cols >= n else "", ylabel=ylabel if i % cols == 0 else "")
+        ax.axis("on" if i < n else "off")
+    return fig, axes
+
+
+def binary_precision_recall(reports: dict, names, n: int = 10):
+    """F-binary: precision–recall of the first ``n`` classes' binary classifiers per kind of negatives, a dot at the
+    threshold. ``reports``: OOD set -> ``analysis.binary_metrics`` report."""
+    first = next(iter(reports.values()))
+    negatives = [("ID", "ID negatives (other classes)", first)] + [
+        ("OOD", f"OOD negatives: {ood}", rep) for ood, rep in reports.items() if "precision_ood" in rep.table]
+    shown = sorted(first.table["class"])[:n]
+    fig, axes = _class_panels(len(shown), "recall", "precision", sharex=True, sharey=True)
+    for ax, c in zip(axes.flat, shown):
+        for (kind, label, rep), color in zip(negatives, (OURS, PLAIN, "tab:green")):
+            curve = rep.curves[(rep.curves.negatives == kind) & (rep.curves["class"] == c)]
+            ax.plot(curve.recall, curve.precision, lw=1.5, color=color, label=label)
+            point = rep.table[rep.table["class"] == c].iloc[0]
+            ax.plot(point.recall, point[f"precision_{kind.lower()}"], "o", color=color, ms=4)
+        ax.set(title=names[c], xlim=(0, 1.02), ylim=(0, 1.02), xticks=[0, 0.5, 1], yticks=[0, 0.5, 1])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def binary_distributions(reports: dict, names, n: int = 10):
+    """F-bindist: the first ``n`` classes' binary-classifier logits on positives, other classes and each OOD set.
+    ``reports``: OOD set -> ``analysis.binary_metrics`` report."""
+    first = next(iter(reports.values()))
+    logits = pd.concat([first.logits[first.logits.group != "OOD negative"]]
+                       + [rep.logits[rep.logits.group == "OOD negative"].assign(group=f"OOD negative ({ood})")
+                          for ood, rep in reports.items()], ignore_index=True)
+    groups = list(dict.fromkeys(logits.group))
+    colors = dict(zip(groups, ("tab:green", OURS, PLAIN, "tab:purple")))
+    shown = sorted(logits["class"].unique())[:n]
+    fig, axes = _class_panels(len(shown), "logit", "density")
+    for ax, c in zip(axes.flat, shown):
+        d = logits[logits["class"] == c]
+        bins = np.linspace(d.logit.min(), d.logit.max(), 40)
+        for g in groups:
+            ax.hist(d[d.group == g].logit, bins=bins, density=True, histtype="step", lw=1.5, color=colors[g], label=g)
+        ax.set(title=names[c], xlabel="logit", yticks=[])  # x ranges differ: each panel keeps its own
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
     return fig
