@@ -6,8 +6,10 @@ book's sources with the committed executed notebooks (source notebooks unexecute
 missing ones) and the committed dashboard. Checks, in Chromium at 1400 px with every external
 host blocked: every page loads, is at most 25,000 px tall, shows no raw TeX (MathJax is served
 locally) and no progress-bar text; every image decodes (naturalWidth > 0); every local link and
-anchor resolves; every Colab link opens a notebook that is in the repository; the dashboard has a
-claim row for every id of SPEC §2 with one of the four verdicts (a screenshot of it is saved
+anchor resolves; every Colab link opens a notebook that is in the repository; no NaN or inf is shown
+as a number (a table cell, a code cell's output); on a page written in Markdown every chapter it names
+is a link, and every code block fits its column at 1280 px without wrapping; the dashboard has a
+claim row for every id of `paper.IDS` with one of the four verdicts (a screenshot of it is saved
 beside the HTML folder).
 """
 import functools
@@ -188,6 +190,82 @@ def browser(tmp_path_factory):
 
 
 MAX_HEIGHT = 25_000
+# A NaN or an infinity shown as a number: a whole token "nan", "inf", "-inf", "+inf" (any case;
+# "information", "infinity" or a code cell's "nan" string are not tokens of this kind). It counts
+# in a table cell whose other text is only numbers and signs ("NaN", "0.91 ± nan", "[inf, 2]", not a
+# sentence that names NaN) and anywhere in a code cell's outputs (printed text, tables).
+NONFINITE = r"(?<![\w.])[-+\u2212]?(?:nan|inf)(?![\w])"
+NONFINITE_JS = r"""
+const tok = new RegExp(arguments[0], 'i'), toks = new RegExp(arguments[0], 'gi');
+const numeric = /^[\s\d.,:;%±+\-\u2212\u2013\u2014()\[\]\/×eE]*$/;
+const root = document.querySelector('article') || document.body, hits = [];
+const where = (cell, what) => {  // the row's first cell, or the column's header
+  const row = cell.closest('tr'), head = cell.closest('table').querySelector('thead tr:last-child');
+  const other = what === 'row' ? row.cells[0] : head && head.cells[cell.cellIndex];
+  return other ? other.textContent.trim().slice(0, 40) : '?';
+};
+for (const cell of root.querySelectorAll('td, th')) {
+  const t = cell.textContent.trim();
+  if (tok.test(t) && (numeric.test(t.replace(toks, '')) || cell.closest('.cell_output')))
+    hits.push(`table cell ${JSON.stringify(t.slice(0, 80))} (row ${JSON.stringify(where(cell, 'row'))}, ` +
+              `column ${JSON.stringify(where(cell, 'column'))})`);
+}
+for (const out of root.querySelectorAll('.cell_output')) {
+  const walk = document.createTreeWalker(out, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (n.parentElement.closest('td, th, script, style')) continue;
+    const m = n.textContent.match(tok);
+    if (m) hits.push('output ' + JSON.stringify(
+      n.textContent.slice(Math.max(0, m.index - 40), m.index + m[0].length + 40).trim()));
+  }
+}
+return hits;
+"""
+# A chapter named in a Markdown page (the introduction, the dashboard, ...) must be a link to it. A
+# chapter's names: its title as the sidebar shows it, the title before " (" or ":", and its file's
+# stem ("semantic_codes": "semantic codes"; an index page has only its title). A mention is (a) an
+# <em>/<i> whose whole text is a name, or (b) "chapter(s) <name>" or "the <name> chapter", quotes or
+# not; it must be inside an <a>. Code blocks do not count.
+CHAPTER_REFS_JS = r"""
+const files = new Set(arguments[0]), names = [];
+const norm = s => s.replace(/[\u2018\u2019]/g, "'").replace(/[\u201c\u201d]/g, '"').replace(/\s+/g, ' ').trim();
+for (const a of document.querySelectorAll('nav.bd-docs-nav a.reference.internal')) {
+  const path = new URL(a.href).pathname.replace(/^\/+/, '').replace(/\.html$/, '');
+  if (!files.has(path)) continue;
+  const title = norm(a.textContent), stem = path.split('/').pop();
+  names.push(title, title.split(' (')[0], title.split(':')[0]);
+  if (stem !== 'index') names.push(stem.replace(/_/g, ' '));
+}
+const uniq = [...new Set(names.filter(n => n.length > 2).map(n => n.toLowerCase()))];
+const esc = s => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const alt = uniq.sort((x, y) => y.length - x.length).map(esc).join('|');
+const q = `[*"']?`;
+const pattern = new RegExp(`\\b(?:chapters?\\s+${q}(?:${alt})(?![\\w-])|the\\s+${q}(?:${alt})${q}\\s+chapters?\\b)`, 'gi');
+const root = document.querySelector('article') || document.body, hits = [];
+for (const em of root.querySelectorAll('em, i')) {
+  const t = norm(em.textContent).replace(/^["']|["']$/g, '').toLowerCase();
+  if (!em.closest('a') && uniq.includes(t)) hits.push('*' + norm(em.textContent) + '* (in italics, not a link)');
+}
+const copy = root.cloneNode(true);
+copy.querySelectorAll('pre, script, style, mjx-container, .headerlink').forEach(e => e.remove());
+copy.querySelectorAll('a').forEach(a => a.replaceWith(' \u27e6link\u27e7 '));
+copy.querySelectorAll('p, li, td, th, dt, dd, div, h1, h2, h3, h4, h5, h6, figcaption, caption')
+    .forEach(e => e.append('\n'));
+for (const m of norm(copy.textContent.replace(/\n/g, ' \u00b6 ')).matchAll(pattern))
+  hits.push(JSON.stringify(m[0]) + ' (not a link)');
+return hits;
+"""
+# The code blocks of a page whose lines do not fit the block unwrapped: the longest line of each.
+WRAPPED_CODE_JS = r"""
+const root = document.querySelector('article') || document.body, wide = [];
+for (const pre of root.querySelectorAll('div.highlight pre')) {
+  pre.style.whiteSpace = 'pre';
+  if (pre.scrollWidth > pre.clientWidth + 1)
+    wide.push(pre.textContent.split('\n').reduce((a, b) => (b.length > a.length ? b : a), ''));
+  pre.style.whiteSpace = '';
+}
+return wide;
+"""
 RAW_TEX = ("\\(", "\\)", "\\[", "$$", "\\mathbb", "\\frac", "\\sum", "\\mathrm")
 PROGRESS = re.compile(r"it/s\]|s/it\]|\d+%\|[█▏▎▍▌▋▊▉ ]*\|")
 
@@ -216,8 +294,14 @@ def _ids(path, cache={}):
     return cache[path]
 
 
+def _toc_files():
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
 def test_every_page_loads_with_its_images_and_links(html_dir, server, browser):
     pages = _pages(html_dir)
+    toc_files = _toc_files()
     assert (html_dir / "index.html") in pages and (html_dir / "comparison.html") in pages
     problems = []
     for page in pages:
@@ -250,6 +334,15 @@ def test_every_page_loads_with_its_images_and_links(html_dir, server, browser):
                 problems.append(f"{rel}: raw TeX {raw!r} on the page (MathJax did not render it)")
         if PROGRESS.search(text):
             problems.append(f"{rel}: progress-bar text {PROGRESS.search(text).group()!r}")
+        problems += [f"{rel}: NaN or inf shown as a number, {hit}"
+                     for hit in browser.execute_script(NONFINITE_JS, NONFINITE)]
+        if (html_dir / "_sources" / rel).with_suffix(".md").is_file():  # a page written in Markdown
+            problems += [f"{rel}: chapter reference {hit}"
+                         for hit in browser.execute_script(CHAPTER_REFS_JS, toc_files)]
+            browser.set_window_size(1280, 1000)  # a laptop's width: no command may wrap in its box
+            problems += [f"{rel}: code block wider than the column at 1280 px (its lines wrap): {line!r}"
+                         for line in browser.execute_script(WRAPPED_CODE_JS)]
+            browser.set_window_size(1400, 1000)
         # every error of the page's own files counts (the thebe configuration was once declared twice);
         # external hosts are blocked here, so their failed loads do not
         errors = [e["message"] for e in browser.get_log("browser")

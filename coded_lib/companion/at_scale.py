@@ -592,7 +592,7 @@ PAGES = {
             "10×11d, 4.6 M parameters) and its CIFAR-10 recipe, trained on all 60,000 Fashion-MNIST images and "
             "evaluated on the 10,000 test images, on one GPU (preset `fashion_mnist_at_scale`: 7 epochs instead of "
             "the paper's 300, coded and plain ResNeXt with 3 seeds each). The ablation grids stay with the full CPU "
-            "edition.", "in about 10 minutes of one GPU, is in {ref}`the-gpu-edition` (chapter \"How to run\")"),
+            "edition.", "in about 10 minutes of one GPU, is in {ref}`the-gpu-edition` of the chapter {doc}`How to run </how_to_run>`"),
     "full": ("Full data (CPU)", "The full-data edition", "Every experiment of the paper again with the default "
              "edition's network and recipe (`coded_resnext_mini`, 0.09 M parameters; batch 64, lr 0.1, μ = 6, "
              "p_drop = 0.1, unchanged) on all 60,000 Fashion-MNIST training images, every number measured on the "
