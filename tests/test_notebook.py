@@ -195,8 +195,7 @@ def test_every_spec_id_is_recorded_by_its_notebook():
 
 HIDDEN = ("hide-input", "remove-input", "hide-cell", "remove-cell")
 MAX_HIDDEN = 15  # lines of code a chapter may hide, its Colab install cell apart
-NO_EDITION = {"train": "trains through coded_lib.train.train: an edition holds no checkpoints to skip to",
-              "scale": "its points need the weights of every seed, which the full edition does not publish"}
+NO_EDITION = {"scale": "its points need the weights of every seed, which the full edition does not publish"}
 
 
 def _hidden_lines(book):
