@@ -1,17 +1,12 @@
-"""The paper's claims that compare trainings, as code: per claim id one function from the measured
-per-seed tables to its dashboard rows (value, verdict, note with t and degrees of freedom, seeds).
+"""The paper's claims as code: per claim id one function from what a chapter measured to its dashboard
+rows (value, verdict, note with t and degrees of freedom, seeds); the chapters record the rows they
+return, and ``tests/test_claims.py`` works each rule's states out by hand.
 
-Every rule is one-sided, in the direction the paper claims, at 97.5 % in each direction: an effect
-"holds" when its t statistic is beyond Student's critical value for its degrees of freedom (Welch–
-Satterthwaite for two sets of seeds), "does not hold" when it is beyond it the other way, and is
-"inconclusive" in between, exactly at the critical value, or when a side has fewer than
-``paper.MIN_SEEDS`` seeds. NaN or empty inputs are an error, never a verdict. With 3 seeds a side
-and equal spreads (df = 4) the critical value is t = 2.776, where a flat "2 SE" would call t = 2.1 a
-result.
-
-The chapters (``notebooks/accuracy.ipynb``, ``notebooks/ablations.ipynb``) and the full edition's
-scale chapter call these functions and record the rows they return; ``tests/test_claims.py`` works
-each rule's states out by hand.
+Every rule is one-sided, in the direction the paper claims, at 97.5 % in each direction (``judge``): an
+effect beyond Student's critical value for its degrees of freedom (Welch–Satterthwaite for two sets of
+seeds) holds, beyond it the other way does not hold, and is inconclusive in between or with fewer than
+``paper.MIN_SEEDS`` seeds a side. NaN or empty inputs are an error, never a verdict. With 3 seeds a side
+and equal spreads (df = 4) the critical value is t = 2.776, where a flat "2 SE" would call t = 2.1 a result.
 """
 from __future__ import annotations
 
@@ -20,7 +15,9 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from ..analysis.stats import Effect, one_sample, welch
+from ..analysis.removal import removal_gaps
+from ..analysis.scale import holds_from, summary
+from ..analysis.stats import Effect, critical_value, one_sample, paired, welch
 from . import paper
 
 # the thresholds of F-binary's rule (paper.RULES): "high" precision and recall
@@ -57,14 +54,28 @@ def judge(effect: Effect, min_seeds: int = paper.MIN_SEEDS) -> str:
     return paper.INCONCLUSIVE
 
 
+def _mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def _finite_list(values, name: str) -> list:
+    v = [float(x) for x in values]
+    if not v or not all(map(math.isfinite, v)):
+        raise ValueError(f"{name} must be finite numbers, got {v}")
+    return v
+
+
+def _acc_se(p: float, n: int) -> float:
+    """SE of an accuracy p (a fraction) on n images."""
+    return math.sqrt(max(p * (1 - p), 1e-12) / n)
+
+
 def _compare(a, b) -> Effect:
-    """Welch's a − b, or, with a side of one seed, an effect marked as resting on one seed (inconclusive)."""
-    a, b = list(a), list(b)
-    if len(a) < 2 or len(b) < 2:
-        if not a or not b or not all(map(math.isfinite, a + b)):
-            raise ValueError(f"cannot compare {a} with {b}: needs finite values on both sides")
-        return Effect(sum(a) / len(a) - sum(b) / len(b), math.inf, math.inf, min(len(a), len(b)))
-    return welch(a, b)
+    """Welch's a − b; with a side of one seed, the difference of the means with no SE (inconclusive)."""
+    a, b = _finite_list(a, "the first side"), _finite_list(b, "the second side")
+    if min(len(a), len(b)) >= 2:
+        return welch(a, b)
+    return Effect(_mean(a) - _mean(b), math.inf, math.inf, min(len(a), len(b)))
 
 
 def _judge_parts(*effects: Effect) -> str:
@@ -90,15 +101,17 @@ def _seeds(groups: dict) -> int:
     return min(len(v) for v in groups.values())
 
 
-# --- T-acc ---------------------------------------------------------------------------------------
+def _against(groups: dict, ref) -> dict:
+    """Each setting other than ``ref`` -> Welch's ref − it ({} without ``ref`` or another setting)."""
+    return {k: _compare(groups[ref], v) for k, v in groups.items() if k != ref} if ref in groups else {}
+
 
 def t_acc(coded, plain) -> list[Row]:
     """T-acc, the paper's headline: coded − plain top-1 (points, per-seed final accuracies in %), Welch
     over the seeds. Rule: holds beyond +t_crit(df), does not hold beyond −t_crit(df)."""
     coded, plain = [float(v) for v in coded], [float(v) for v in plain]
-    gap = _compare(coded, plain)
-    n = min(len(coded), len(plain))
-    means = f"{sum(coded) / len(coded):.2f} vs {sum(plain) / len(plain):.2f} (means of {len(coded)} and {len(plain)} seeds)"
+    gap, n = _compare(coded, plain), min(len(coded), len(plain))
+    means = f"{_mean(coded):.2f} vs {_mean(plain):.2f} (means of {len(coded)} and {len(plain)} seeds)"
     se = f" ± {gap.se:.2f}" if math.isfinite(gap.se) else ""
     return [Row("T-acc", paper.ACC, means, seeds=n),
             Row("T-acc", paper.GAIN, f"{gap.value:+.2f}{se} (SE, {n} seeds each)", judge(gap),
@@ -113,16 +126,14 @@ def f_mu(frame: pd.DataFrame) -> Row:
     inner μ of highest mean accuracy above both ends of the grid, and the mean early decoder at the largest
     μ above the smallest μ > 0, each by Welch."""
     acc, early = _by(frame, "mu", "val_acc"), _by(frame, "mu", "early mean")
-    values = sorted(acc)
-    n = _seeds(acc)
-    ours = "; ".join(f"μ = {v:g}: {100 * sum(acc[v]) / len(acc[v]):.1f} (early mean {100 * sum(early[v]) / len(early[v]):.1f})"
-                     for v in values)
+    values, n = sorted(acc), _seeds(acc)
+    ours = "; ".join(f"μ = {v:g}: {100 * _mean(acc[v]):.1f} (early mean {100 * _mean(early[v]):.1f})" for v in values)
     inner = values[1:-1]
     positive = [v for v in values if v > 0]
     if not inner or len(positive) < 2:
         return Row("F-mu", "accuracy and early-decoder accuracy vs μ", ours, paper.INCONCLUSIVE,
                    "needs an inner μ and two μ > 0 to show a rise, a fall and the early decoders", n)
-    peak = max(inner, key=lambda v: sum(acc[v]) / len(acc[v]))
+    peak = max(inner, key=lambda v: _mean(acc[v]))
     up, down = _compare(acc[peak], acc[values[0]]), _compare(acc[peak], acc[values[-1]])
     keeps = _compare(early[positive[-1]], early[positive[0]])
     note = (f"peak at μ = {peak:g}: − μ = {values[0]:g} {_t(up)}; − μ = {values[-1]:g} {_t(down)}; early decoders "
@@ -135,8 +146,7 @@ def f_pdrop(frame: pd.DataFrame) -> Row:
     accuracy and in binary F1, and 0.1 − 0.2 in accuracy, each by Welch; all three must hold."""
     acc, f1 = _by(frame, "p_drop", "val_acc"), _by(frame, "p_drop", "binary F1")
     n = _seeds(acc)
-    ours = "; ".join(f"p_drop = {p:g}: accuracy {100 * sum(acc[p]) / len(acc[p]):.1f}, binary F1 "
-                     f"{sum(f1[p]) / len(f1[p]):.3f}" for p in acc)
+    ours = "; ".join(f"p_drop = {p:g}: accuracy {100 * _mean(acc[p]):.1f}, binary F1 {_mean(f1[p]):.3f}" for p in acc)
     if not {0.0, 0.1, 0.2} <= set(acc):
         return Row("F-pdrop", "accuracy and binary-classifier quality vs p_drop", ours, paper.INCONCLUSIVE,
                    "needs p_drop 0, 0.1 and 0.2", n)
@@ -148,18 +158,14 @@ def f_pdrop(frame: pd.DataFrame) -> Row:
 def t_exp(frame: pd.DataFrame) -> Row:
     """T-exp. ``frame``: one row per (loss_exponent, seed) with ``val_acc``. Rule: exponent 4 − 2 and
     4 − abs in accuracy, each by Welch (the paper: +1.3 and +7.3 points on CIFAR-10)."""
-    frame = frame.assign(loss_exponent=frame.loss_exponent.astype(str))
-    acc = _by(frame, "loss_exponent", "val_acc")
+    acc = _by(frame.assign(loss_exponent=frame.loss_exponent.astype(str)), "loss_exponent", "val_acc")
     n = _seeds(acc)
     paper_acc = paper.rows("T-exp")[0]["value"]
-    ours = "; ".join(f"{e}: {100 * sum(a) / len(a):.1f}" for e, a in acc.items())
-    others = [e for e in acc if e != "4"]
-    if "4" not in acc or not others:
-        return Row("T-exp", "top-1 accuracy (%) by coding-loss exponent", ours, paper.INCONCLUSIVE,
-                   "needs exponent 4 and another", n)
-    effects = {e: _compare(acc["4"], acc[e]) for e in others}
+    ours = "; ".join(f"{e}: {100 * _mean(a):.1f}" for e, a in acc.items())
+    effects = _against(acc, "4")
     note = "; ".join(f"4 − {e}: {_t(d)} (the paper: {paper_acc['4'] - paper_acc[e]:+.1f})" for e, d in effects.items())
-    return Row("T-exp", "top-1 accuracy (%) by coding-loss exponent", ours, _judge_parts(*effects.values()), note, n)
+    return Row("T-exp", "top-1 accuracy (%) by coding-loss exponent", ours,
+               _judge_parts(*effects.values()) if effects else paper.INCONCLUSIVE, note or "needs exponent 4 and another", n)
 
 
 REF, CONCAT, DETACH, NO_SKIP = ("sum, coding loss (ours)", "concat, coding loss", "sum, detach, with skips",
@@ -172,8 +178,8 @@ def t_concat(frame: pd.DataFrame) -> Row:
     f1, acc = _by(frame, "variant", "binary F1"), _by(frame, "variant", "accuracy")
     d = _compare(f1[REF], f1[CONCAT])
     return Row("T-concat", "binary classifiers with concatenated instead of summed subNN outputs",
-               f"mean binary F1 {sum(f1[CONCAT]) / len(f1[CONCAT]):.3f} vs {sum(f1[REF]) / len(f1[REF]):.3f} summed; "
-               f"accuracy {100 * sum(acc[CONCAT]) / len(acc[CONCAT]):.1f} vs {100 * sum(acc[REF]) / len(acc[REF]):.1f}",
+               f"mean binary F1 {_mean(f1[CONCAT]):.3f} vs {_mean(f1[REF]):.3f} summed; "
+               f"accuracy {100 * _mean(acc[CONCAT]):.1f} vs {100 * _mean(acc[REF]):.1f}",
                judge(d), f"binary F1 summed − concatenated {_t(d, 1.0, '')}", min(len(f1[REF]), len(f1[CONCAT])))
 
 
@@ -182,7 +188,7 @@ def t_detach(frame: pd.DataFrame) -> Row:
     detached gradients instead of the coding loss, by Welch (the paper: with skips "significantly lower")."""
     f1, acc = _by(frame, "variant", "binary F1"), _by(frame, "variant", "accuracy")
     d = _compare(acc[NO_SKIP], acc[DETACH])
-    m = {k: (100 * sum(acc[k]) / len(acc[k]), sum(f1[k]) / len(f1[k])) for k in (DETACH, NO_SKIP, REF)}
+    m = {k: (100 * _mean(acc[k]), _mean(f1[k])) for k in (DETACH, NO_SKIP, REF)}
     return Row("T-detach", "accuracy with detached gradients instead of the coding loss, with vs without skips",
                f"with skips {m[DETACH][0]:.1f} % (binary F1 {m[DETACH][1]:.3f}); without {m[NO_SKIP][0]:.1f} % "
                f"(binary F1 {m[NO_SKIP][1]:.3f}); coding loss {m[REF][0]:.1f} % (binary F1 {m[REF][1]:.3f})",
@@ -196,59 +202,49 @@ def t_ratios(frame: pd.DataFrame) -> Row:
     """T-ratios. ``frame``: one row per (ratios, seed) with ``val_acc``; ``ratios`` names the setting
     (``OWN_RATIOS`` for the model's). Rule: the model's own − each other setting, by Welch; all must hold."""
     acc = _by(frame, "ratios", "val_acc")
-    ours = "; ".join(f"{r}: {100 * sum(a) / len(a):.1f}" for r, a in acc.items())
-    others = [r for r in acc if r != OWN_RATIOS]
-    if OWN_RATIOS not in acc or not others:
-        return Row("T-ratios", "top-1 accuracy (%) with other stage ratios", ours, paper.INCONCLUSIVE,
-                   "needs the model's own ratios and another setting", _seeds(acc))
-    effects = {r: _compare(acc[OWN_RATIOS], acc[r]) for r in others}
-    return Row("T-ratios", "top-1 accuracy (%) with other stage ratios", ours, _judge_parts(*effects.values()),
-               "; ".join(f"own − {r}: {_t(d)}" for r, d in effects.items()), _seeds(acc))
+    ours = "; ".join(f"{r}: {100 * _mean(a):.1f}" for r, a in acc.items())
+    effects = _against(acc, OWN_RATIOS)
+    note = "; ".join(f"own − {r}: {_t(d)}" for r, d in effects.items())
+    return Row("T-ratios", "top-1 accuracy (%) with other stage ratios", ours,
+               _judge_parts(*effects.values()) if effects else paper.INCONCLUSIVE,
+               note or "needs the model's own ratios and another setting", _seeds(acc))
 
-
-# --- F-removal -----------------------------------------------------------------------------------
 
 def f_removal(pairs: dict, block: int) -> Row:
     """F-removal on the paper's block, paired over the same images (``analysis.removal_pairs``): intact −
     k_max active removed and 1 − k_max active removed must each hold (paired t over images, df ∞ for
     many images); removing inactive subNNs must never lower accuracy beyond the critical value (any k)."""
-    from ..analysis.stats import paired
-
     intact = pairs["intact"].astype(float)
-    active = sorted(k for kind, k in (key for key in pairs if key != "intact") if kind == "active")
-    inactive = sorted(k for kind, k in (key for key in pairs if key != "intact") if kind == "inactive")
-    if not active:
+    removed = sorted(key for key in pairs if key != "intact")  # (kind, k), k ascending
+    a = {k: pairs[kind, k].astype(float) for kind, k in removed if kind == "active"}
+    i = {k: pairs[kind, k].astype(float) for kind, k in removed if kind == "inactive"}
+    if not a:
         raise ValueError("no active removals to judge: pairs needs ('active', k) entries")
-    a = {k: pairs[("active", k)].astype(float) for k in active}
-    i = {k: pairs[("inactive", k)].astype(float) for k in inactive}
-    k_max = active[-1]
-    drop, deeper = paired(intact, a[k_max]), paired(a[active[0]], a[k_max])
+    k_min, k_max = min(a), max(a)
+    drop, deeper = paired(intact, a[k_max]), paired(a[k_min], a[k_max])
     worse = {k: paired(intact, v) for k, v in i.items()}  # positive: inactive removal lowered accuracy
     worst = max(worse, key=lambda k: worse[k].t) if worse else None
     inactive_verdict = paper.FAILS if worst is not None and judge(worse[worst]) == paper.HOLDS else paper.HOLDS
-    verdict = paper.combine(judge(drop), judge(deeper) if k_max > active[0] else paper.HOLDS, inactive_verdict)
+    verdict = paper.combine(judge(drop), judge(deeper) if k_max > k_min else paper.HOLDS, inactive_verdict)
     n = len(intact)
     ours = (f"block {block + 1}, intact {100 * intact.mean():.1f} %; active removed: "
-            + " → ".join(f"{100 * a[k].mean():.1f}" for k in active) + "; inactive removed: "
-            + " → ".join(f"{100 * i[k].mean():.1f}" for k in inactive) + f" ({n} images, paired)")
+            + " → ".join(f"{100 * v.mean():.1f}" for v in a.values()) + "; inactive removed: "
+            + " → ".join(f"{100 * v.mean():.1f}" for v in i.values()) + f" ({n} images, paired)")
     note = (f"intact − {k_max} active removed {_t(drop)}; 1 − {k_max} active {_t(deeper)}"
             + (f"; worst inactive removal (k = {worst}): intact − it {_t(worse[worst])}" if worst else ""))
     return Row("F-removal", "accuracy vs k removed subNNs, active vs inactive", ours, verdict, note)
 
 
-# --- T-calib -------------------------------------------------------------------------------------
-
 def t_calib(split: str, ece_change, mce_change, ece_mce_t, ece_mce_aug, n_images: int) -> Row:
     """T-calib for one calibration/test split ratio. ``*_change``: h_aug − h_T per random split (points).
-    The splits resample the same images, so the mean over them is not known to its SE over splits (they
-    overlap): the uncertainty is the spread of one split's difference, the SD over the splits (a resampling
-    estimate of what another draw of the images would give), with splits − 1 degrees of freedom. Rule: MCE
-    lower (−ΔMCE) beyond the critical value and ECE not higher beyond it: holds; ECE or MCE higher beyond
-    it: does not hold; else inconclusive."""
+    The splits resample the same images (they overlap), so the uncertainty is the spread of one split's
+    difference, the SD over the splits, with splits − 1 degrees of freedom, not the SE of their mean. Rule:
+    MCE lower (−ΔMCE) beyond the critical value and ECE not higher beyond it: holds; ECE or MCE higher
+    beyond it: does not hold; else inconclusive."""
     ece, mce = _finite_list(ece_change, "ECE changes"), _finite_list(mce_change, "MCE changes")
     if len(ece) < 2 or len(mce) != len(ece):
         raise ValueError(f"T-calib needs the same number (>= 2) of ECE and MCE changes, got {len(ece)} and {len(mce)}")
-    spread = lambda v: Effect(sum(v) / len(v), float(pd.Series(v).std(ddof=1)), len(v) - 1, len(v), "splits")  # noqa: E731
+    spread = lambda v: Effect(_mean(v), float(pd.Series(v).std(ddof=1)), len(v) - 1, len(v), "splits")  # noqa: E731
     d_ece, d_mce = spread(ece), spread(mce)
     ece_verdict = paper.FAILS if judge(d_ece) == paper.HOLDS else paper.HOLDS
     verdict = paper.combine(judge(-d_mce), ece_verdict)
@@ -257,13 +253,6 @@ def t_calib(split: str, ece_change, mce_change, ece_mce_t, ece_mce_aug, n_images
                f"h_aug − h_T: MCE {d_mce.value:+.2f} ± {d_mce.se:.2f}, ECE {d_ece.value:+.2f} ± {d_ece.se:.2f} points "
                f"(mean ± SD over {len(ece)} random splits of {n_images} images: the uncertainty of one split; "
                f"t = {-d_mce.t:.2f} for the MCE, df = {d_mce.df:.0f})")
-
-
-def _finite_list(values, name: str) -> list:
-    v = [float(x) for x in values]
-    if not v or not all(map(math.isfinite, v)):
-        raise ValueError(f"{name} must be finite numbers, got {v}")
-    return v
 
 
 # --- B-conditional (non-inferiority) ------------------------------------------------------------
@@ -277,15 +266,11 @@ def b_conditional(full_acc: float, gated_acc: float, n: int, fraction: float, ga
     multiply-adds must fall (an exact count): holds; the loss beyond the margin with that confidence, or no
     saving: does not hold; else inconclusive. The SE is that of two accuracies on n images (a bound: the
     two share their images, which only narrows it)."""
-    from ..analysis.stats import critical_value
-
-    for name, v in (("full_acc", full_acc), ("gated_acc", gated_acc), ("fraction", fraction)):
-        if not math.isfinite(v):
-            raise ValueError(f"{name} = {v}: needs a finite number")
+    _finite_list((full_acc, gated_acc, fraction), "full_acc, gated_acc and fraction")
     if n < 2:
         raise ValueError(f"n = {n} images: needs at least 2")
     drop = 100 * (full_acc - gated_acc)
-    se = 100 * math.sqrt(2 * max(full_acc * (1 - full_acc), 1e-12) / n)
+    se = 100 * math.sqrt(2) * _acc_se(full_acc, n)
     z = critical_value(math.inf)
     low, high = drop - z * se, drop + z * se
     if fraction >= 1 or low > margin:
@@ -309,17 +294,10 @@ def _images(value: float, se: float, n: int) -> Effect:
     return Effect(value, se, math.inf, n, "images")
 
 
-def _acc_se(p: float, n: int) -> float:
-    """SE of an accuracy p (a fraction) on n images."""
-    return math.sqrt(max(p * (1 - p), 1e-12) / n)
-
-
 def f_removal_gap(curves: pd.DataFrame, n: int) -> Row | None:
     """F-removal's second part: the active-vs-inactive gap (inactive − active removed, mean over k;
     ``analysis.removal_gaps`` of the removal curves) grows from the first to the last tested block. SE: two
     gaps, each a difference of accuracies on ``n`` images (2 × the intact accuracy's SE). None with one block."""
-    from ..analysis.removal import removal_gaps
-
     gaps = removal_gaps(curves)
     if len(gaps) < 2:
         return None
@@ -351,9 +329,8 @@ def f_early(accuracies, final: float, n: int) -> Row:
     if len(acc) < 2:
         raise ValueError(f"F-early needs at least 2 early decoders, got {len(acc)}")
     se = math.sqrt(2) * _acc_se(acc[-1], n)
-    steps = [_images(b - a, se, n) for a, b in zip(acc, acc[1:])]
     rise = _images(acc[-1] - acc[0], se, n)
-    worst = min(steps, key=lambda e: e.value)
+    worst = min((_images(b - a, se, n) for a, b in zip(acc, acc[1:])), key=lambda e: e.value)  # the largest fall
     verdict = paper.FAILS if judge(worst) == paper.FAILS else judge(rise)
     return Row("F-early", paper.EARLY, ", ".join(f"{100 * a:.1f}" for a in acc) + f" (final {100 * final:.1f}; {n} images)",
                verdict, f"last − first {_t(rise)}; largest fall from one block to the next {_t(worst)}")
@@ -400,9 +377,7 @@ def f_binary_parameters(network: str | None, paths: float, whole: float, paper_v
     residual paths and what they need) is a small part of the network. Rule: residual paths below
     ``BINARY_SHARE`` % of the whole model: holds, else does not hold (an exact count). ``network``: the
     paper's network the row is about (None: the trained one)."""
-    for name, v in (("paths", paths), ("whole", whole)):
-        if not math.isfinite(v):
-            raise ValueError(f"{name} = {v}: needs a finite percentage")
+    _finite_list((paths, whole), "the paths' and the whole model's percentages")
     note = f"an exact count; below {BINARY_SHARE:g} %: holds"
     if paper_value is not None:
         closer = "whole model" if abs(whole - paper_value) <= abs(paths - paper_value) else "residual paths"
@@ -502,8 +477,6 @@ def b_semantic(per_seed: pd.DataFrame, gap_columns) -> list[Row]:
     the same seeds. ``per_seed``: one row per (scheme, seed) with ``accuracy (%)``, ``mean binary F1`` and
     the removal-gap columns. Rule: semantic − agnostic, paired over the seeds (df = seeds − 1), beyond
     ±t_crit; fewer than MIN_SEEDS seeds: inconclusive."""
-    from ..analysis.stats import paired
-
     wide = per_seed.pivot(index="seed", columns="scheme")
     mean = per_seed.drop(columns="seed").groupby("scheme").mean()
     d = lambda col: paired(wide[(col, "semantic")], wide[(col, "agnostic")], "seeds")  # noqa: E731
@@ -531,10 +504,9 @@ def b_anytime(thin, exits, budget: float, ours: str) -> Row:
     thin, exits = list(thin), list(exits)
     if not thin or not exits:
         return Row("B-anytime", quantity, ours, paper.INCONCLUSIVE, "a method has no point within the budget")
-    d = _compare(thin, exits)
-    n = min(len(thin), len(exits))
+    d = _compare(thin, exits)  # d.n: the seeds of the smaller side
     return Row("B-anytime", quantity, ours, judge(d), f"thin − exit {_t(d, 1.0)}"
-               + (f"; {n} seed(s): needs {paper.MIN_SEEDS}" if n < paper.MIN_SEEDS else ""), n)
+               + (f"; {d.n} seed(s): needs {paper.MIN_SEEDS}" if d.n < paper.MIN_SEEDS else ""), d.n)
 
 
 # claim id -> the function that judges it, for the chapters and the tests
@@ -550,8 +522,6 @@ BY_ID = {"T-acc": t_acc, "F-removal": f_removal, "T-calib": t_calib, "B-conditio
 def scale_verdicts(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Per training-set size, T-acc's verdict (coded − plain, Welch over the seeds) and F-binary's on
     precision and F1 (the seeds' mean above BINARY_LEVEL, one-sample t over the seeds)."""
-    from ..analysis.scale import summary
-
     table = summary(per_seed)
     table["T-acc"] = [judge(e) for e in table.pop("_gap")]
     table["F-binary precision"] = [judge(e.shifted(BINARY_LEVEL)) for e in table.pop("_precision")]
@@ -563,21 +533,15 @@ def scale_verdicts(per_seed: pd.DataFrame) -> pd.DataFrame:
 def scale_sentence(table: pd.DataFrame) -> str:
     """One sentence per claim: from which training-set size on it holds here, or that it does not up to
     the largest size measured."""
-    from ..analysis.scale import holds_from
-
     sizes = table.train_images.tolist()
     parts = []
     for column, what in (("T-acc", "the coded − plain accuracy gain (T-acc)"),
                          ("F-binary precision", f"the binary classifiers' mean precision above {BINARY_LEVEL}"),
                          ("F-binary F1", f"their mean F1 above {BINARY_LEVEL}")):
-        start = holds_from(sizes, table[column])
-        largest = f"{max(sizes):,}"
-        if start is None:
-            last = table[column].iloc[-1]
-            parts.append(f"{what} {'does not hold' if last == paper.FAILS else 'is not shown'} up to {largest} "
-                         f"training images ({last} there)")
-        else:
-            parts.append(f"{what} holds from {start:,} training images on")
+        start, last = holds_from(sizes, table[column]), table[column].iloc[-1]
+        parts.append(f"{what} holds from {start:,} training images on" if start is not None else
+                     f"{what} {'does not hold' if last == paper.FAILS else 'is not shown'} up to {max(sizes):,} "
+                     f"training images ({last} there)")
     return "Here " + "; ".join(parts) + "."
 
 

@@ -1,32 +1,26 @@
-"""The book's edition: the executed notebooks committed in ``book/notebooks/``, their provenance,
-and the one place that names the repository.
+"""The book's edition: the executed notebooks committed in ``book/notebooks/`` (a fresh clone builds the
+whole book from them, ``book/results.csv`` and ``book/comparison.md``), their provenance, and the one
+place that names the repository. Every executed copy carries its provenance in ``metadata["coded_lib"]``
+(commit, date, device, torch, preset, wall time) and shows it under the chapter's title; ``stale()``
+lists the chapters whose code no longer matches their source notebook.
 
-``jupyter-book build book/`` only renders, so a fresh clone builds the whole book from what is
-committed: ``book/notebooks/<stem>.ipynb`` (each notebook of ``notebooks/`` executed by
-``make reproduce``), ``book/results.csv`` (the results rows of those runs) and
-``book/comparison.md`` (the claims dashboard written from them). ``make reproduce`` regenerates
-all three; it is run before committing a change that moves the default edition's results.
-
-Every executed copy carries its provenance in ``metadata["coded_lib"]`` (source commit, date,
-device, torch version, preset, wall time) and shows it in a generated cell under the chapter's
-title, with the chapter's "Open in Colab" badge served from the book's own files.
-``stale()`` lists the chapters whose code no longer matches their source notebook.
-
-``REPOSITORY`` is the only place that names the repository: ``book/_config.yml`` (launch and
-repository buttons), the badge in each source notebook and its install cell must agree with it;
-``python -m coded_lib.companion.edition --write`` rewrites the notebooks' badges and install
-cells from it, and ``tests/test_edition.py`` fails on any disagreement.
+``REPOSITORY`` is the only place that names the repository: ``book/_config.yml``, the Colab badge and
+the install cell of each source notebook must agree with it (``python -m coded_lib.companion.edition
+--write`` rewrites the notebooks'; ``tests/test_edition.py`` fails on any disagreement).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import datetime
+import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -90,17 +84,10 @@ def _tags(cell) -> list:
     return cell.metadata.get("tags", [])
 
 
-def _install_cells(nb) -> list:
-    return [c for c in nb.cells if INSTALL_TAG in _tags(c)]
-
-
 def sync_sources(source=SOURCE, write: bool = False) -> list[str]:
-    """Problems of the source notebooks' badges and install cells against REPOSITORY.
-
-    Each notebook's first cell must hold ``badge(stem)`` and exactly one cell tagged ``install``
-    must hold ``install_source()``. With ``write`` the badge lines and install cells are rewritten
-    (a notebook without a badge line or install cell is reported, not repaired).
-    """
+    """Problems of the source notebooks against REPOSITORY: the first cell must hold ``badge(stem)``, the one
+    cell tagged ``install`` ``install_source()``. ``write`` rewrites wrong badges and install cells (a
+    missing one is reported, not repaired)."""
     import nbformat
 
     problems = []
@@ -114,7 +101,7 @@ def sync_sources(source=SOURCE, write: bool = False) -> list[str]:
         elif lines[0].strip() != badge(path.stem):
             problems.append(f"{path.name}: Colab badge {lines[0].strip()} is not {badge(path.stem)}")
             title.source = BADGE_LINE.sub(badge(path.stem) + "\n\n", title.source, count=1)
-        installs = _install_cells(nb)
+        installs = [c for c in nb.cells if INSTALL_TAG in _tags(c)]
         if len(installs) != 1:
             problems.append(f"{path.name}: {len(installs)} cells tagged {INSTALL_TAG!r}, expected 1")
         elif installs[0].source != install_source():
@@ -149,8 +136,7 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return f"GPU: {torch.cuda.get_device_name(0)}"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"CPU: {cores} cores ({platform.machine()})"
+    return f"CPU: {cpu_info()['cores']} cores ({platform.machine()})"
 
 
 def cpu_info() -> dict:
@@ -183,11 +169,8 @@ def provenance_markdown(stem: str, prov: dict) -> str:
 
 
 def finish(path, prov: dict) -> None:
-    """Turn papermill's output ``path`` into a chapter of the edition.
-
-    Stores ``prov`` in the metadata, hides papermill's injected parameters, moves the Colab badge
-    out of the title cell into a provenance cell under it, served from the book's own files.
-    """
+    """Turn papermill's output ``path`` into a chapter of the edition: ``prov`` in its metadata, papermill's
+    injected parameters hidden, the Colab badge moved from the title into a provenance cell under it."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -196,9 +179,8 @@ def finish(path, prov: dict) -> None:
         if INJECTED_TAG in _tags(cell) and "remove-cell" not in _tags(cell):
             cell.metadata["tags"] = _tags(cell) + ["remove-cell"]
     nb.cells[0].source = BADGE_LINE.sub("", nb.cells[0].source, count=1)
-    cell = nbformat.v4.new_markdown_cell(provenance_markdown(Path(path).stem, prov))
-    cell.metadata["tags"] = [PROVENANCE_TAG]
-    nb.cells.insert(1, cell)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(provenance_markdown(Path(path).stem, prov),
+                                                     metadata={"tags": [PROVENANCE_TAG]}))
     nb.metadata[META] = dict(prov)
     nbformat.write(nb, path)
 
@@ -208,9 +190,7 @@ def read_provenance(stem: str, edition=EDITION) -> dict:
     import nbformat
 
     path = Path(edition) / f"{stem}.ipynb"
-    if not path.exists():
-        return {}
-    return dict(nbformat.read(path, as_version=4).metadata.get(META, {}))
+    return dict(nbformat.read(path, as_version=4).metadata.get(META, {})) if path.exists() else {}
 
 
 def _code(nb) -> list[str]:
@@ -238,17 +218,14 @@ def stale(edition=EDITION, source=SOURCE) -> list[str]:
 
 
 def execute(path, out_dir, preset, parameters=None, log_output=False, provenance=None):
-    """Run one notebook with papermill into ``out_dir``; returns (ok, seconds).
-
-    ``log_output`` also streams the cells' output (e.g. training epochs) to the terminal;
-    ``provenance`` (``edition.provenance(preset)``), when given, is written into the executed copy
-    with the time it took (``edition.finish``).
-    """
+    """Run one notebook with papermill into ``out_dir``; returns (ok, seconds). ``log_output`` also streams
+    the cells' output to the terminal; ``provenance`` (``provenance(preset)``), when given, is written into
+    the executed copy with the time it took (``finish``)."""
     import papermill
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+    start, ok = time.time(), False
     try:
         papermill.execute_notebook(
             str(path), str(out_dir / path.name),
@@ -257,10 +234,8 @@ def execute(path, out_dir, preset, parameters=None, log_output=False, provenance
         ok = True
     except papermill.PapermillExecutionError as e:
         print(f"  {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}", file=sys.stderr)
-        ok = False
     except Exception as e:  # a dead kernel or a timeout: keep going with the other notebooks
         print(f"  {path.name} failed: {type(e).__name__}: {e}", file=sys.stderr)
-        ok = False
     seconds = time.time() - start
     if provenance is not None and (out_dir / path.name).exists():
         finish(out_dir / path.name, {**provenance, "seconds": round(seconds, 1)})
@@ -279,23 +254,16 @@ def sha256(path) -> str:
 
 
 def open_edition(name: str, runs=None, book=None) -> tuple[Path, str]:
-    """A runs folder holding a committed edition's run files and published weights, and the edition's preset.
-
-    The weights (``<edition>/weights/<run>.safetensors``) are checked against the SHA-256 the manifest lists
-    (the UvA DL tutorials' convention for pretrained checkpoints) before they are copied to
-    ``<runs>/<run>/weights.safetensors``; the run files (config, metrics, tables, results) are copied as they
-    are. ``runs``: where to put them (default: a new temporary folder). Nothing is trained."""
-    import shutil
-    import tempfile
-
+    """A runs folder (``runs``, default: a new temporary one) holding a committed edition's run files and
+    published weights, and the edition's preset; nothing is trained. The weights are checked against the
+    SHA-256 the manifest lists (the UvA DL tutorials' convention for pretrained checkpoints) before they
+    are copied to ``<runs>/<run>/weights.safetensors``."""
     if name not in EDITIONS:
         raise ValueError(f"edition={name!r} is not known; allowed: {sorted(EDITIONS)} (or None: train or reuse runs)")
     folder = Path(book if book is not None else BOOK) / EDITIONS[name]
     if not (folder / MANIFEST).exists():
         raise ValueError(f"the {name} edition is not committed: {folder / MANIFEST} does not exist "
                          f"(make edition EDITION={name} makes it)")
-    import json
-
     manifest = json.loads((folder / MANIFEST).read_text())
     runs = Path(runs) if runs is not None else Path(tempfile.mkdtemp(prefix=f"coded_edition_{name}_"))
     for config in sorted((folder / RUN_FILES).glob("*/config.json")):

@@ -1,26 +1,23 @@
 """Glue shared by the notebooks: parameters, smoke mode, run folders, figures and results.
 
 Every notebook has a papermill ``parameters`` cell with its real defaults, then calls
-``setup(globals(), **smoke)``. With ``CODED_SMOKE=1`` in the environment (set by
-``notebooks/conftest.py`` when nbval runs the notebooks as tests) ``setup`` switches to the
-``smoke`` preset, applies the notebook's ``smoke`` values (smaller grids, fewer repeats, fewer
-samples) and keeps every run under ``$CODED_RUNS`` (a temporary folder), so the stored notebooks
-keep their real defaults and a test run never touches ``runs/``.
-
-A notebook then opens the run of its preset (trained first if missing, reused otherwise) and
-writes everything it makes into that run folder: ``figures/<name>.png`` and ``.pdf``,
-``tables/<name>.csv`` and ``results.csv`` (``coded_lib.companion.report.record``), where the book's
-"paper vs ours" page finds it.
+``setup(globals(), **smoke)``; with ``CODED_SMOKE=1`` (set by ``notebooks/conftest.py`` under nbval) it
+runs on the ``smoke`` preset with the notebook's ``smoke`` values, its runs under a temporary ``$CODED_RUNS``.
+A notebook then opens the run of its preset (trained first if missing) and writes what it makes into
+that run folder: ``figures/``, ``tables/`` and ``results.csv`` (``coded_lib.companion.report.record``).
 """
 from __future__ import annotations
 
 import ast
 import math
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import report
 
 SMOKE_ENV = "CODED_SMOKE"
 EDITION_ENV = "CODED_EDITION"  # e.g. CODED_EDITION=full papermill notebooks/removal.ipynb out.ipynb
@@ -48,48 +45,36 @@ def is_smoke() -> bool:
                      "(smoke mode) or 0, false, no, off, unset (the real defaults)")
 
 
-def on_colab() -> bool:
-    return "google.colab" in sys.modules
-
-
 def setup(namespace: dict, **smoke) -> bool:
-    """Finish a notebook's parameters; returns whether this is a smoke run.
-
-    ``namespace`` is the notebook's ``globals()``. Parameters injected by papermill are checked
-    first (:func:`check_parameters`). In smoke mode ``preset`` becomes "smoke",
-    ``run_dir`` None, and every keyword of ``smoke`` replaces the parameter of that name (each
-    must exist: a typo would silently test the real defaults). On Colab, runs go to /content/runs
-    unless ``CODED_RUNS`` says otherwise. Figures are shown inline even under MPLBACKEND=Agg. A notebook
-    parameter ``edition`` ("full"), or ``CODED_EDITION=full`` in the environment for a notebook without
-    that parameter, runs the chapter on a committed edition instead
-    (``coded_lib.companion.edition.open_edition``: its run files and checksummed weights, its preset):
-    nothing is trained, and a run the edition does not publish is a clear error.
-    """
+    """Finish a notebook's parameters (``namespace``: its ``globals()``, papermill's checked first); returns
+    whether this is a smoke run. In smoke mode ``preset`` becomes "smoke", ``run_dir`` None, and each keyword
+    of ``smoke`` replaces the parameter of that name (which must exist: a typo would silently test the real
+    defaults). On Colab, runs go to /content/runs unless ``CODED_RUNS`` says otherwise. A parameter
+    ``edition`` ("full"), or ``CODED_EDITION=full``, runs the chapter on a committed edition
+    (``edition.open_edition``): nothing is trained, and a run the edition does not publish is a clear error."""
     check_parameters(namespace)
-    global EDITION
-    EDITION = None
-    chosen = namespace.get("edition") or os.environ.get(EDITION_ENV) or None
-    if chosen is not None and not is_smoke():  # a committed edition, nothing trained
-        from .edition import open_edition
-
-        runs, namespace["preset"] = open_edition(chosen)
-        os.environ[RUNS_ENV] = str(runs)
-        if "run_dir" in namespace:
-            namespace["run_dir"] = None
-        EDITION = chosen
     unknown = sorted(k for k in smoke if k not in namespace)
     if unknown:
         raise ValueError(f"smoke values for {unknown}, which are not parameters of this notebook; "
                          f"allowed: {sorted(k for k in namespace if not k.startswith('_'))}")
+    global EDITION
+    EDITION = None
     smoke_run = is_smoke()
+    chosen = None if smoke_run else namespace.get("edition") or os.environ.get(EDITION_ENV) or None
+    if chosen is not None:  # a committed edition, nothing trained
+        from .edition import open_edition
+
+        runs, namespace["preset"] = open_edition(chosen)
+        os.environ[RUNS_ENV] = str(runs)
+        EDITION = chosen
+    if (smoke_run or chosen is not None) and "run_dir" in namespace:
+        namespace["run_dir"] = None
     if smoke_run:
         namespace["preset"] = SMOKE_PRESET
-        if "run_dir" in namespace:
-            namespace["run_dir"] = None
         namespace.update(smoke)
         if not os.environ.get(RUNS_ENV):  # never write smoke runs into the real runs/ folder
             os.environ[RUNS_ENV] = tempfile.mkdtemp(prefix="coded_smoke_runs_")
-    elif on_colab() and not os.environ.get(RUNS_ENV):
+    elif "google.colab" in sys.modules and not os.environ.get(RUNS_ENV):
         os.environ[RUNS_ENV] = "/content/runs"
     _display_setup()
     import torch
@@ -112,19 +97,15 @@ def _assignments(source: str) -> dict:
 
 def _nullable(source: str) -> set:
     """Parameters whose line in the parameters cell documents None as a value ("# ... None: all of them")."""
-    import re
-
     return {m.group(1) for m in re.finditer(r"^(\w+)\s*=[^#\n]*#[^\n]*\bNone\b", source, re.MULTILINE)}
 
 
 def _finite(value) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
+    if isinstance(value, dict):
+        value = list(value.values())
     if isinstance(value, (list, tuple)):
         return all(map(_finite, value))
-    if isinstance(value, dict):
-        return all(map(_finite, value.values()))
-    return True
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _as_type_of(name: str, value, default):
@@ -142,8 +123,7 @@ def _as_type_of(name: str, value, default):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    kinds = {bool: (bool,), int: (int,), float: (float,), str: (str,), list: (list, tuple), tuple: (list, tuple),
-             dict: (dict,)}.get(type(default), (type(default),))
+    kinds = (list, tuple) if isinstance(default, (list, tuple)) else (type(default),)
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         hint = " (-r name value passes it as a string)" if isinstance(default, str) else ""
         raise ValueError(f"papermill parameter {name}={value!r} is {type(value).__name__}; allowed: "
@@ -153,15 +133,11 @@ def _as_type_of(name: str, value, default):
 
 def check_parameters(namespace: dict) -> None:
     """Check the parameters papermill injected into a notebook, and parse them to their defaults' types.
-
-    papermill puts ``-p name value`` pairs in a cell of its own (source starting "# Parameters")
-    right after the cell tagged ``parameters``; it only warns about a name that cell lacks, and
-    passes ``-p blocks "[9]"`` as a string. None is accepted where the parameter's comment names it as a value
-    (``n_val = 500  # ...; None: the run's whole validation set``). Both cells are in IPython's input history
-    (``namespace["In"]``, in execution order), so that unknown names (typos) raise ValueError
-    naming the allowed ones, and each value is parsed to its default's type ("[9]" -> [9];
-    any value for a default of None). Without injected parameters this does nothing.
-    """
+    papermill puts ``-p name value`` pairs in a cell of its own ("# Parameters") right after the cell tagged
+    ``parameters``, only warns about an unknown name and passes ``-p blocks "[9]"`` as a string. From both
+    cells in IPython's input history (``namespace["In"]``), unknown names (typos) raise ValueError naming the
+    allowed ones, and each value is parsed to its default's type ("[9]" -> [9]); None is accepted where the
+    parameter's comment names it as a value (``n_val = 500  # ...; None: all``)."""
     history = namespace.get("In")
     if not isinstance(history, list):
         return  # not in IPython
@@ -177,9 +153,8 @@ def check_parameters(namespace: dict) -> None:
                          f"allowed: {sorted(defaults)}")
     nullable = _nullable(cells[injected[-1] - 1])
     for name in given:
-        if namespace[name] is None and name in nullable:
-            continue
-        namespace[name] = _as_type_of(name, namespace[name], defaults[name])
+        if not (namespace[name] is None and name in nullable):
+            namespace[name] = _as_type_of(name, namespace[name], defaults[name])
 
 
 def _display_setup():
@@ -249,14 +224,13 @@ def ensure(preset: str, run_dir=None, **overrides) -> Path:
     edition: never; a run it does not hold is a ValueError)."""
     from ..train import ensure_run
 
-    if EDITION is not None:
-        folder = run_folder(preset, run_dir, **overrides)
-        if not (folder / "metrics.csv").exists():
-            raise ValueError(f"the {EDITION} edition holds no run {folder.name}; this chapter needs it: run the "
-                             "chapter with edition=None to train it")
-        return folder
-    return ensure_run(preset, run_folder(preset, run_dir, **overrides), progress=not is_smoke(),
-                      **changed(preset, **overrides))
+    folder = run_folder(preset, run_dir, **overrides)
+    if EDITION is None:
+        return ensure_run(preset, folder, progress=not is_smoke(), **changed(preset, **overrides))
+    if not (folder / "metrics.csv").exists():
+        raise ValueError(f"the {EDITION} edition holds no run {folder.name}; this chapter needs it: run the "
+                         "chapter with edition=None to train it")
+    return folder
 
 
 def sweep(preset: str, param: str, values, **base) -> "pd.DataFrame":
@@ -277,11 +251,8 @@ def sweep(preset: str, param: str, values, **base) -> "pd.DataFrame":
 
 @dataclass
 class Folder:
-    """Where a notebook writes: figures, tables and the results rows of the book's comparison page.
-
-    ``data`` and ``scale`` describe what produced the numbers recorded here (SPEC: every number
-    names its data and scale).
-    """
+    """Where a notebook writes: figures, tables and the results rows of the book's comparison page;
+    ``data`` and ``scale`` name what produced the numbers recorded here (SPEC: every number names both)."""
     dir: Path
     data: str = ""
     scale: str = ""
@@ -303,19 +274,13 @@ class Folder:
         return out / f"{name}.csv"
 
     def record(self, id, quantity, ours, verdict=None, note=None, seeds=None, data=None, scale=None) -> None:
-        """``coded_lib.companion.report.record`` into this folder, with this folder's data and scale by default.
-
-        ``verdict``: one of ``paper.VERDICTS`` (``paper.judge`` computes it), None for a bare number.
-        """
-        from . import report
-
+        """``report.record`` into this folder, with its data and scale by default; ``verdict``: one of
+        ``paper.VERDICTS`` (``coded_lib.companion.claims`` judges it), None for a bare number."""
         report.record(self.dir, id, quantity, ours, data or self.data, scale or self.scale,
                       verdict=verdict, note=note, seeds=seeds)
 
     def side_by_side(self, *ids):
         """The paper's numbers beside ours (recorded here) for the given SPEC §2 ids."""
-        from . import report
-
         return report.side_by_side(self.dir, ids=list(ids) or None)
 
 
@@ -329,12 +294,9 @@ class Run(Folder):
     def loaders(self, n_train=None, n_val=None, batch_size: int = 256):
         """(train, validation) DataLoaders of the run's data in a fixed order: the training images with
         the run's training augmentation (the authors choose the binary classifiers' thresholds on the
-        training loader as used for training), the validation images without.
-
-        ``n_train`` / ``n_val``: class-balanced subsets of the run's own subsets (fixed seed);
-        None keeps them whole. ``n_eval`` is then the number of validation images evaluated (``data``
-        keeps naming the run's own data, so that every chapter's rows name the same run).
-        """
+        training loader as used for training), the validation images without. ``n_train`` / ``n_val``:
+        class-balanced subsets of the run's own (fixed seed; None: whole); ``n_eval`` is then the number
+        of validation images evaluated (``data`` keeps naming the run's own data, as every chapter's rows)."""
         import torch
 
         from ..train import data
@@ -370,19 +332,16 @@ def _subset(ds, n):
 
 def describe_data(cfg, n_eval=None) -> str:
     """'Fashion-MNIST: 8000 training images, 2000 validation images' for a Config."""
-    name = DATA_NAMES.get(cfg.dataset, cfg.dataset)
     full_train, full_val = DATA_SIZES.get(cfg.dataset, (None, None))
-    n_train = cfg.train_subset or full_train
-    n_val = n_eval or cfg.val_subset or full_val
-    return f"{name}: {n_train} training images, {n_val} validation images"
+    return (f"{DATA_NAMES.get(cfg.dataset, cfg.dataset)}: {cfg.train_subset or full_train} training images, "
+            f"{n_eval or cfg.val_subset or full_val} validation images")
 
 
 def describe_scale(cfg, model=None) -> str:
     """'coded_resnext_mini (0.10 M parameters), 4 epochs, batch 128, μ = 6, p_drop = 0.1' for a Config."""
     from ..models import count_parameters
-    size = ""
-    if model is not None:
-        size = f" ({count_parameters(model) / 1e6:.2f} M parameters)"
+
+    size = f" ({count_parameters(model) / 1e6:.2f} M parameters)" if model is not None else ""
     return (f"{cfg.model}{size}, {cfg.epochs} epochs, batch {cfg.batch_size}, μ = {cfg.mu:g}, "
             f"p_drop = {cfg.p_drop:g}")
 
