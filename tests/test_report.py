@@ -300,3 +300,16 @@ def test_paper_value_reads_one_row_and_refuses_an_ambiguous_prefix():
     assert paper.value("T-arch", "number of coded blocks", "CIFAR-10/100") == 6
     with pytest.raises(ValueError, match="2 rows of T-arch"):
         paper.value("T-arch", "number of coded blocks")
+
+
+def test_claims_table_has_no_index_and_badges_for_verdicts():
+    import pandas as pd
+
+    df = pd.DataFrame([{"id": "T-acc", "quantity": "gain <b>", "paper (data)": "+0.75", "ours": "−0.5",
+                        "verdict": "holds", "note": "t = 3"},
+                       {"id": "T-arch", "quantity": "counts", "paper (data)": "4.6", "ours": "4.6", "verdict": "",
+                        "note": ""}])
+    html = report.claims_table(df).to_html()
+    assert "<th" not in html.split("<tbody>")[1].split("</tr>")[0]  # no index cell in the first body row
+    assert '<span class="sd-badge sd-bg-success sd-bg-text-success">holds</span>' in html
+    assert "gain &lt;b&gt;" in html and "white-space: nowrap" in html

@@ -280,8 +280,8 @@ class Folder:
                       verdict=verdict, note=note, seeds=seeds)
 
     def side_by_side(self, *ids):
-        """The paper's numbers beside ours (recorded here) for the given SPEC §2 ids."""
-        return report.side_by_side(self.dir, ids=list(ids) or None)
+        """The paper's numbers beside ours (recorded here) for the given claim ids, styled as the book shows them."""
+        return report.claims_table(report.side_by_side(self.dir, ids=list(ids) or None))
 
 
 @dataclass

@@ -250,6 +250,20 @@ def side_by_side(run_dir=None, ids=None, results=None):
     return pd.DataFrame(lines, columns=["id", "quantity", "paper (data)", "ours", "verdict", "note"])
 
 
+def claims_table(df):
+    """A chapter's claims table as the book shows it: no index column, text left-aligned, ids unbroken and
+    verdicts as the dashboard's badges (sphinx-design's classes), so that chapter and dashboard read alike."""
+    from html import escape
+
+    def verdict(v):
+        return f'<span class="sd-badge sd-bg-{BADGES[v]} sd-bg-text-{BADGES[v]}">{v}</span>' if v in BADGES else escape(str(v))
+
+    text = [c for c in df.columns if c != "verdict"]
+    return (df.style.hide(axis="index").format(verdict, subset=["verdict"]).format(escape="html", subset=text)
+            .set_properties(**{"text-align": "left", "vertical-align": "top"})
+            .set_properties(subset=["id", "verdict"], **{"white-space": "nowrap"}))
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>$|#])")
 
 
