@@ -174,31 +174,6 @@ def test_removal_curves_number_blocks_from_one():
     _assert_legends_off_the_data(fig)
 
 
-def test_training_curves():
-    coded = pd.DataFrame({"epoch": [1, 2, 3], "train_acc": [0.4, 0.6, 0.7], "val_acc": [0.5, 0.6, 0.7],
-                          "code_loss": [0.7, 0.5, 0.4], "early_acc_1": [0.2, 0.3, 0.4], "early_acc_2": [0.3, 0.5, 0.6]})
-    plain = coded.drop(columns=["code_loss", "early_acc_1", "early_acc_2"])
-    metrics = pd.concat([coded.assign(network="Coded ResNeXt"), plain.assign(network="ResNeXt")], ignore_index=True)
-    fig = plots.training_curves(metrics)
-    acc_ax, code_ax, early_ax, _ = fig.axes
-    _assert_labelled([acc_ax, code_ax, early_ax])
-    assert [_markers(ln) for ln in acc_ax.lines] == [3] * 4 and len(early_ax.lines) == 2 + 1
-    _assert_legends_off_the_data(fig)
-
-
-def test_activations():
-    rng = np.random.default_rng(0)
-    values = pd.DataFrame({"subnn": np.repeat([0, 1, 2, 3, 4], 40), "active": np.tile([True, False], 100),
-                           "value": rng.exponential(size=200)})
-    fig = plots.activations(values, block=1)
-    panels = [ax for ax in fig.axes if ax.axison]
-    assert [ax.get_title() for ax in panels] == [f"subNN {n}" for n in range(1, 6)]
-    _assert_labelled(panels)
-    for ax in panels:
-        assert len(ax.patches) == 2  # one step histogram per kind of sample
-    _assert_legends_off_the_data(fig)
-
-
 def _reports(k=3):
     from coded_lib.analysis import binary_metrics
 

@@ -215,58 +215,6 @@ def removal_curves(curves, ratios: dict, main_block=None):
     return fig
 
 
-def training_curves(metrics):
-    """Per epoch: both networks' accuracy, the coding loss (Eq. 5) and the early decoders (Eq. 7) of the coded one.
-    ``metrics``: the runs' metrics.csv rows and a column network, the coded network first."""
-    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 6.4))
-    (acc_ax, code_ax), (early_ax, legend_ax) = axes
-    for (name, m), color in zip(metrics.groupby("network", sort=False), (OURS, PLAIN)):
-        acc_ax.plot(m.epoch, 100 * m.val_acc, marker="o", color=color, label=f"{name}, validation")
-        acc_ax.plot(m.epoch, 100 * m.train_acc, ls="--", color=color, label=f"{name}, training")
-    coded = metrics[metrics.network == metrics.network.iloc[0]]
-    code_ax.plot(coded.epoch, coded.code_loss, marker="o", color=OURS)
-    early = [c for c in coded.columns if c.startswith("early_acc_") and coded[c].notna().any()]
-    # shades of one colour map, apart from the networks' blue and orange
-    shades = plt.cm.viridis([i / max(1, len(early) - 1) * 0.85 for i in range(len(early))])
-    for col, shade in zip(early, shades):
-        early_ax.plot(coded.epoch, 100 * coded[col], marker="s", color=shade,
-                      label=f"early decoder, coded block {col.rsplit('_', 1)[1]}")
-    early_ax.plot(coded.epoch, 100 * coded.val_acc, color="k", ls="--", label="final prediction")
-    acc_ax.set(title="Accuracy", ylabel="accuracy (%)")
-    code_ax.set(title="Coding loss (Eq. 5), validation", ylabel="coding loss", yscale="log")
-    early_ax.set(title="Early decoders (Eq. 7), validation", ylabel="accuracy (%)")
-    for ax in (acc_ax, code_ax, early_ax):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    legend_ax.axis("off")  # the legend's own panel, off the data
-    handles = acc_ax.get_legend_handles_labels()[0] + early_ax.get_legend_handles_labels()[0]
-    legend_ax.legend(handles, [h.get_label() for h in handles], loc="center", frameon=False, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def activations(values, block: int):
-    """F-act: histograms of |t̄_n| per subNN of coded block ``block`` (0-based), active vs inactive samples.
-    ``values``: subnn (0-based), active, value."""
-    subnns = sorted(values.subnn.unique())
-    cols = 3
-    rows = len(subnns) // cols + 1  # one panel more than subNNs: the legend's
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 2.6 * rows), sharey=True, squeeze=False)
-    for ax, n in zip(axes.flat, subnns):
-        d = values[values.subnn == n]
-        bins = np.linspace(0, d.value.max(), 40)
-        for active, color, label in ((False, OURS, "inactive samples"), (True, "tab:red", "active samples")):
-            ax.hist(d[d.active == active].value, bins=bins, density=True, histtype="step", lw=1.5, color=color,
-                    label=label)
-        ax.set(title=f"subNN {n + 1}", xlabel="|output|", ylabel="density (log)", yscale="log")
-    for ax in axes.flat[len(subnns):]:
-        ax.axis("off")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    axes.flat[-1].legend(handles, labels, loc="center", frameon=False, title=f"coded block {block + 1}")
-    fig.tight_layout()
-    return fig
-
-
 def _class_panels(n: int, xlabel: str, ylabel: str, **kw):
     """A panel per class, five a row; the axes labelled on the outer panels only (at 1.4 inches a panel)."""
     cols = min(5, n)
