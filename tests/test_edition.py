@@ -167,16 +167,6 @@ def test_a_chapter_runs_on_a_committed_edition_after_checking_its_weights(tmp_pa
     finally:
         nb.EDITION = None
 
-    # the same from the environment, for a chapter without an edition parameter
-    monkeypatch.setenv("CODED_EDITION", "full")
-    namespace = {"preset": "fashion_mnist", "run_dir": None}
-    try:
-        nb.setup(namespace)
-        assert namespace["preset"] == "smoke" and nb.EDITION == "full"
-    finally:
-        nb.EDITION = None
-    monkeypatch.delenv("CODED_EDITION")
-
     # a changed weights file is refused before anything runs
     path = folder / next(iter(weights))
     path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")

@@ -104,3 +104,10 @@ def test_the_method_imports_none_of_the_rest():
               ("train", "analysis", "companion", "beyond")]
     for m in method:
         assert not {t for t in g[m] if t.split(".")[1] in ("train", "analysis", "companion", "beyond")}, m
+
+
+def test_the_companion_stays_below_its_line_budget():
+    """Issue 21: the companion (runner, dashboard, claims, plots, notebook glue) below 3,200 lines (wc -l)."""
+    companion = Path(__file__).resolve().parents[1] / "coded_lib" / "companion"
+    lines = sum(len(p.read_text().splitlines()) for p in companion.glob("*.py"))
+    assert lines < 3200, f"coded_lib/companion/*.py: {lines} lines"

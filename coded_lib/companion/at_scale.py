@@ -1,30 +1,24 @@
 """The runner of the book's editions: one :class:`Plan` per edition, run in resumable stages.
 
-    make edition EDITION=full                                         # all of Fashion-MNIST on this CPU (FULL)
-    python -m coded_lib.companion.at_scale run --edition full         # the same
-    python -m coded_lib.companion.at_scale list --edition full        # the stages and their planned time
-    python -m coded_lib.companion.at_scale prepare --to dist/at_scale # with internet: wheels + data for a GPU host
-    python -m coded_lib.companion.at_scale run --edition gpu --data dist/at_scale   # the paper's network (PLAN)
+    make edition EDITION=full                                     # all of Fashion-MNIST on this CPU (FULL)
+    python -m coded_lib.companion.at_scale list --edition full    # the stages and their planned time
+    python -m coded_lib.companion.at_scale prepare --to dist/at_scale  # with internet: wheels + data for a GPU host
+    python -m coded_lib.companion.at_scale run --edition gpu --data dist/at_scale  # the paper's network (PLAN)
 
-``run`` goes through the stages of the edition's plan in order (``Plan.order``), each planned to take at
-most ``Plan.stage_limit_s``, and skips the stages already done (their state is kept in
-``<runs>/at_scale_state.json``, so a command killed by a time limit is simply run again; a training stage
-resumes its runs from their checkpoints). One runner holds a runs folder at a time (a second one refuses,
-naming the first's process id). Training stages launch ``python -m coded_lib.train`` processes,
-``Plan.jobs`` at once, with a progress bar of run-epochs and the time left of the stage and of the whole;
-analysis stages execute notebooks of ``notebooks/`` with papermill on those runs (the notebooks find them
-in the same folders they would train them into: ``CODED_RUNS`` is the edition's runs folder). After the
-last stage, ``<out>`` receives the executed notebooks (the book's chapters), only the small files of every
-run (metrics, config, tables, results; no checkpoint), the seed-0 networks' final weights as safetensors,
-and ``manifest.json``: source commit, device and CPU, torch and every package's version, the command, the
-date, the wall time of each stage and the weights' SHA-256. Until ``manifest.json`` exists the part's
-page (``<out>/index.md``) says that the edition has not been run and shows no number. Between two
-sittings, ``snapshot`` puts what resuming needs into ``<out>/resume/`` (to commit) and the next ``run``
-restores it.
+``run`` goes through the plan's stages (``Plan.order``), each planned within ``Plan.stage_limit_s``, and
+skips those done (state in ``<runs>/at_scale_state.json``: a killed command is simply run again, and its
+trainings resume from their checkpoints). One runner holds a runs folder at a time. Training stages run
+``python -m coded_lib.train`` processes, ``Plan.jobs`` at once, with a progress bar and the time left of the
+stage and of the whole; analysis stages execute ``notebooks/`` with papermill on those runs (``CODED_RUNS``).
+After the last stage, ``<out>`` receives the executed chapters, the runs' small files (no checkpoint), the
+seed-0 networks' weights (safetensors) and ``manifest.json`` (commit, device, CPU, versions, command, each
+stage's wall time, the weights' SHA-256); until then the part's page says that it has not been run.
+Between two sittings, ``snapshot`` puts what resuming needs into ``<out>/resume/`` and ``run`` restores it.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import gzip
 import importlib.metadata
@@ -40,8 +34,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
+from ..train import load_run
+from ..train.checkpoint import load_checkpoint, save_checkpoint
+from ..train.data import FASHION_FILES, _idx_file, find_fashion_mnist
 from ..train.lock import FolderBusy, FolderLock
-from . import notebook as nb
+from ..train.loop import CHECKPOINT, CHECKPOINT_KEYS
+from ..train.presets import get_config
+from . import edition, notebook as nb
 from .edition import MANIFEST, RUN_FILES, SOURCE, STATE, cpu_info, device_name, execute, sha256, source_commit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,18 +69,13 @@ class Stage:
 
 @dataclass(frozen=True)
 class Plan:
-    """What an edition trains and executes. ``parameters``: papermill parameters per notebook (beyond
-    ``preset``); the ablation runs are read from those of ``ablations``. ``seconds_per_run_epoch``: the
-    planned wall seconds of one run-epoch with ``jobs`` runs at once (so a stage of R run-epochs is
-    planned at R times it), ``seconds_per_run`` what each run adds once (process start, compilation),
-    ``notebook_s`` the planned seconds of each notebook: planning numbers, measured where the preset's
-    comment says. ``runtime``: Config fields of every training that do not change its result or folder
-    (``compile``), ``threads``: OMP threads per training process (None: as the environment says).
-    ``extra``: more trainings, as (stage name, ((preset, overrides), ...)) pairs, trained after the main
-    ones (the scale points of the full edition). A training stage planned over ``stage_limit_s`` is cut
-    into parts (``train-coded-1``, ``train-coded-2``, ...) so that a kill loses at most one stage's work.
-    ``order``: the stages' order by name, e.g. each analysis right after the trainings it reads, so that
-    its chapters are made (and can be committed) while later stages still train."""
+    """What an edition trains and executes. ``parameters``: papermill parameters per notebook (the ablation
+    runs are read from those of ``ablations``). Planning: ``seconds_per_run_epoch`` (one run-epoch, ``jobs``
+    runs at once), ``seconds_per_run`` (a process start, compilation), ``notebook_s`` (each notebook).
+    ``runtime``: Config fields that change neither result nor folder (``compile``); ``threads``: OMP threads
+    per training. ``extra``: more (stage name, runs) trainings. A training stage planned over
+    ``stage_limit_s`` is cut into parts, so that a kill loses at most one stage's work. ``order``: the stages'
+    order by name, e.g. each analysis right after the trainings it reads."""
     name: str = "gpu"
     preset: str = "fashion_mnist_at_scale"
     seeds: tuple = (0, 1, 2)
@@ -97,15 +94,12 @@ class Plan:
     runs: str = "runs/at_scale"
 
 
-# The GPU edition, re-planned to the device budget (issue 20): a lent GPU gives 15 minutes in all, start and
-# install included, so the edition plans at most 10: the main comparison (coded and plain, 3 seeds, 5 epochs:
-# 30 run-epochs x 10 s = 5.0 min) and the analysis chapters (4.6 min, most of it on the host's CPU). The
-# ablation grids stay with the full CPU edition (FULL), which runs them with 3 seeds a point.
+# The GPU edition, planned within 10 of the 15 minutes a lent GPU gives (start and install included): the main
+# comparison (3 seeds a side, 5 epochs: 30 run-epochs x 10 s) and the analysis chapters; the grids stay with FULL.
 PLAN = Plan(
     parameters={
         "accuracy": {}, "removal": {"blocks": None, "n_val": 2000}, "binary": {}, "early": {"n_val": None},
-        "activations": {}, "calibration": {}, "codes": {"regenerate": ["cifar10"]}, "architecture": {},
-        "train": {},
+        "activations": {}, "calibration": {}, "codes": {"regenerate": ["cifar10"]}, "architecture": {}, "train": {},
         # the cost chapter's GPU row: the recipe's batch on the GPU
         "cost": {"device": "cuda", "batch_size": 512, "steps": 20},
     },
@@ -165,21 +159,9 @@ def folder_name(preset: str, overrides: dict) -> str:
     return nb.run_folder(preset, **overrides).name
 
 
-def _epochs(preset, overrides) -> int:
-    from ..train.presets import get_config
-
-    return get_config(preset, **overrides).epochs
-
-
-# The full CPU edition (issue 20): the default edition's network and recipe (preset fashion_mnist_full: the
-# preset's comment has the measurements and the arithmetic) on all 60,000 training images, every number on
-# the 10,000 test images, two 1-thread compiled processes side by side on a 2-core CPU, in stages of at
-# most 30 minutes. Each analysis runs right after the trainings it reads. The chapters' own cost on all
-# 10,000 test images was measured in the first run (removal ~25 min with every coded block, binary ~3,
-# calibration ~3): notebook_s holds those numbers.
+# The full CPU edition: the default network and recipe on all 60,000 training images (preset fashion_mnist_full,
+# whose comment has the measurements), two 1-thread compiled processes, stages of at most 30 minutes.
 SCALE_SIZES = [2000, 8000, 20000]  # training images of the scale chapter's points, below the full 60,000
-FULL_SEEDS = (0, 1, 2, 3, 4)       # T-acc: 5 seeds each; the grids and the scale points: 3
-FULL_GRID_EPOCHS = 1
 
 
 def _scale_runs(preset: str, sizes, seeds) -> tuple:
@@ -190,10 +172,10 @@ def _scale_runs(preset: str, sizes, seeds) -> tuple:
     return tuple(run for pair in zip(coded, plain) for run in pair)
 
 
-def full_plan(preset: str = "fashion_mnist_full", seeds=FULL_SEEDS, grid_epochs: int = FULL_GRID_EPOCHS,
+def full_plan(preset: str = "fashion_mnist_full", seeds=(0, 1, 2, 3, 4), grid_epochs: int = 1,
               grid_seeds=(0, 1, 2), scale_sizes=tuple(SCALE_SIZES), scale_seeds=(0, 1, 2)) -> Plan:
-    """The full edition's plan (``FULL``), or the same plan with another preset, epochs and seeds (the test
-    runs it on the smoke preset)."""
+    """The full edition's plan (``FULL``: T-acc on 5 seeds, the grids and the scale points on 3), or the same
+    plan with another preset, epochs and seeds (the test runs it on the smoke preset)."""
     return Plan(
         name="full", preset=preset, seeds=tuple(seeds), jobs=2, threads=1,
         runtime={"compile": True, "channels_last": True},
@@ -228,8 +210,6 @@ EDITIONS = {"gpu": PLAN, "full": FULL}
 
 def notebook_defaults(stem: str) -> dict:
     """The values of a source notebook's parameters cell: what its chapter uses when nothing is passed."""
-    import ast
-
     import papermill
 
     declared = papermill.inspect_notebook(str(SOURCE / f"{stem}.ipynb"))
@@ -237,16 +217,13 @@ def notebook_defaults(stem: str) -> dict:
 
 
 def default_plan(preset: str = "fashion_mnist") -> Plan:
-    """The default edition's trainings (``make reproduce``, 2-core CPU): the runs its paper chapters open,
-    read from the chapters' own parameters (accuracy's seeds, the ablations' grids), trained before the
-    chapters run, two 1-thread processes at once in channels-last (measured 2.3x and 1.4x over one 2-thread
-    kernel in eager: benchmarks/results.md, section 10). No analysis stage: ``reproduce`` executes the
-    chapters. Planning: a run-epoch of all 60,000 images ~56 s with two at once, ~8 s a run to start."""
-    grid_keys = ("ablation_overrides", "seeds", "mu_values", "pdrop_values", "exponents", "ratios")
-    ablations = {k: v for k, v in notebook_defaults("ablations").items() if k in grid_keys}
+    """The default edition's trainings (``make reproduce``, 2-core CPU; no analysis stage): the runs its paper
+    chapters open, read from their parameters (accuracy's seeds, the ablations' grids), two 1-thread processes
+    at once in channels-last (2.3x and 1.4x over one 2-thread kernel in eager: benchmarks/results.md, section
+    10). Planning: a run-epoch of all 60,000 images ~56 s with two at once, ~8 s a run to start."""
     return Plan(name="default", preset=preset, seeds=tuple(notebook_defaults("accuracy")["seeds"]), jobs=2, threads=1,
-                runtime={"channels_last": True}, parameters={"ablations": ablations}, seconds_per_run_epoch=56.0,
-                seconds_per_run=8.0, out="book", runs="runs")
+                runtime={"channels_last": True}, parameters={"ablations": notebook_defaults("ablations")},
+                seconds_per_run_epoch=56.0, seconds_per_run=8.0, out="book", runs="runs")
 
 
 def train_all(plan: Plan, runs_dir: Path) -> list[str]:
@@ -261,8 +238,6 @@ def train_all(plan: Plan, runs_dir: Path) -> list[str]:
 
 def _image_epochs(preset, overrides) -> float:
     """A run's epochs in units of its data set's full training set (a 2,000-image run's epoch is 1/30 of one)."""
-    from ..train.presets import get_config
-
     cfg = get_config(preset, **overrides)
     full = nb.DATA_SIZES.get(cfg.dataset, (None,))[0]
     return cfg.epochs * (min(cfg.train_subset, full) / full if cfg.train_subset and full else 1.0)
@@ -277,13 +252,11 @@ def _planned_s(plan: Plan, runs) -> float:
 def _parts(plan: Plan, name: str, runs: list) -> list[Stage]:
     """One stage of ``runs``, or as few consecutive parts of about equal planned time as keep each within
     ``plan.stage_limit_s``."""
-    k = 1
-    while True:
+    for k in range(1, len(runs) + 1):  # at most one run a part
         cuts = [round(i * len(runs) / k) for i in range(k + 1)]
         parts = [runs[a:b] for a, b in zip(cuts, cuts[1:])]
-        if k == len(runs) or all(_planned_s(plan, p) <= plan.stage_limit_s for p in parts):
+        if all(_planned_s(plan, p) <= plan.stage_limit_s for p in parts):
             break
-        k += 1
     names = [name] if k == 1 else [f"{name}-{i}" for i in range(1, k + 1)]
     return [Stage(n, runs=tuple(r), planned_s=_planned_s(plan, r)) for n, r in zip(names, parts)]
 
@@ -292,14 +265,11 @@ def stages(plan: Plan = PLAN) -> list[Stage]:
     """The edition's stages in order: coded runs, baseline runs, ablation grids, the plan's extra
     trainings, analysis notebooks."""
     base_preset, base_overrides = nb.baseline(plan.preset)
-    trainings = {
-        "train-coded": [(plan.preset, {"seed": s}) for s in plan.seeds],
-        "train-baseline": [(base_preset, {**base_overrides, "seed": s}) for s in plan.seeds],
-    }
     grids, other = _ablation_runs(plan)
-    trainings["train-ablations-mu-pdrop"], trainings["train-ablations-other"] = grids, other
-    for name, runs in plan.extra:
-        trainings[name] = list(runs)
+    trainings = {"train-coded": [(plan.preset, {"seed": s}) for s in plan.seeds],
+                 "train-baseline": [(base_preset, {**base_overrides, "seed": s}) for s in plan.seeds],
+                 "train-ablations-mu-pdrop": grids, "train-ablations-other": other,
+                 **{name: list(runs) for name, runs in plan.extra}}
     groups = {name: _parts(plan, name, runs) for name, runs in trainings.items() if runs}
     for i, group in enumerate(plan.analysis, 1):
         groups[f"analysis-{i}"] = [Stage(f"analysis-{i}", notebooks=tuple(group),
@@ -320,18 +290,9 @@ def _environ(**values):
     try:
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _set_args(overrides: dict) -> list[str]:
-    args = []
-    for k, v in overrides.items():
-        args += ["--set", f"{k}={json.dumps(v) if isinstance(v, dict) else v}"]
-    return args
+        os.environ.update({k: v for k, v in old.items() if v is not None})
+        for k in [k for k, v in old.items() if v is None]:
+            os.environ.pop(k, None)
 
 
 def _epochs_done(run_dir: Path) -> int:
@@ -344,20 +305,14 @@ def _epochs_done(run_dir: Path) -> int:
 
 def train_stage(stage: Stage, runs_dir: Path, jobs: int, runtime: dict | None = None, threads: int | None = None,
                 left_after_s: float = 0.0) -> list[str]:
-    """Train the stage's runs, ``jobs`` processes at a time; returns the failures (with their logs).
-
-    ``runtime``: Config fields passed to every run that leave its folder and result as they are
-    (e.g. compile); ``threads``: OMP_NUM_THREADS of each process. A progress bar counts the stage's
-    run-epochs (from the runs' metrics.csv, so a resumed stage starts where it stopped) and shows the
-    time left of the stage and, adding ``left_after_s`` (the planned time of the stages after it),
-    of the whole edition.
-    """
-    from tqdm import tqdm
-
+    """Train the stage's runs, ``jobs`` processes at a time (``runtime``, ``threads``: as ``Plan``'s); returns
+    the failures (with their logs). A progress bar counts the run-epochs in the runs' metrics.csv (a resumed
+    stage starts where it stopped) and shows the time left of the stage and, adding ``left_after_s`` (the
+    planned time of the stages after it), of the whole edition."""
     logs = runs_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    folders = {folder_name(p, o): _epochs(p, o) for p, o in stage.runs}
+    folders = {folder_name(p, o): get_config(p, **o).epochs for p, o in stage.runs}
     total = sum(folders.values())
     done = lambda: sum(min(_epochs_done(runs_dir / n), e) for n, e in folders.items())  # noqa: E731
     # a log file (not a terminal) gets one line a minute, not one a second
@@ -365,21 +320,23 @@ def train_stage(stage: Stage, runs_dir: Path, jobs: int, runtime: dict | None = 
                mininterval=1 if sys.stderr.isatty() else 60,
                bar_format="{desc}: {n_fmt}/{total_fmt} run-epochs [{elapsed}<{remaining}]{postfix}")
     # a finished run is not started again (a process start costs seconds, a compiled one a minute)
-    pending = [r for r in stage.runs if _epochs_done(runs_dir / folder_name(*r)) < _epochs(*r)]
+    pending = [r for r in stage.runs if _epochs_done(runs_dir / folder_name(*r)) < folders[folder_name(*r)]]
     running, failed = [], []
     while pending or running:
         while pending and len(running) < jobs:
             preset, overrides = pending.pop(0)
             name = folder_name(preset, overrides)
             log = open(logs / f"{name}.log", "a")
-            cmd = [sys.executable, "-m", "coded_lib.train", "--preset", preset, "--run-dir", str(runs_dir / name),
-                   *_set_args({**overrides, **(runtime or {})})]
+            cmd = [sys.executable, "-m", "coded_lib.train", "--preset", preset, "--run-dir", str(runs_dir / name)]
+            for k, v in {**overrides, **(runtime or {})}.items():
+                cmd += ["--set", f"{k}={json.dumps(v) if isinstance(v, dict) else v}"]
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env), name, log))
         time.sleep(1.0)
         bar.update(done() - bar.n)
         rate = bar.format_dict.get("rate")
         if rate:
-            bar.set_postfix_str(f"edition ~{((total - bar.n) / rate + left_after_s) / 60:.0f} min left")
+            # refresh=False: the bar redraws at its own interval (a log gets a line a minute, not a second)
+            bar.set_postfix_str(f"edition ~{((total - bar.n) / rate + left_after_s) / 60:.0f} min left", refresh=False)
         for item in [r for r in running if r[0].poll() is not None]:
             running.remove(item)
             item[2].close()
@@ -425,8 +382,7 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
         command: str | None = None) -> dict:
     """Run the stages not done yet (``only``: these names; ``next_only``: the first pending one), then,
     once every stage is done, write the edition into ``out``. Returns the state (stage -> record)."""
-    out = Path(out)
-    runs_dir = Path(runs) if runs is not None else REPO / "runs" / "at_scale"
+    out, runs_dir = Path(out), Path(runs if runs is not None else REPO / "runs" / "at_scale")
     runs_dir.mkdir(parents=True, exist_ok=True)
     all_stages = stages(plan)
     names = [s.name for s in all_stages]
@@ -438,8 +394,7 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
     state_path = runs_dir / STATE
     state = _read_json(state_path)
     todo = [s for s in all_stages if not state.get(s.name, {}).get("done") and (not only or s.name in only)]
-    if next_only:
-        todo = todo[:1]
+    todo = todo[:1] if next_only else todo
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists():
         write_page(out, plan)
@@ -480,30 +435,26 @@ def _now() -> str:
 
 # --- the edition's files -------------------------------------------------------------------------
 
+def _metadata(get, name):
+    """``get(name)`` of importlib.metadata (``requires``, ``version``); None if the package is not installed."""
+    try:
+        return get(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def package_versions() -> dict:
     """Versions of this package's requirements (not its extras) and of the notebook tools; None if missing."""
-    try:
-        reqs = importlib.metadata.requires("coded_lib") or []
-    except importlib.metadata.PackageNotFoundError:
-        reqs = []
+    reqs = _metadata(importlib.metadata.requires, "coded_lib") or []
     names = [re.match(r"[A-Za-z0-9_.-]+", r).group(0) for r in reqs if "extra ==" not in r]
     names += ["coded_lib", "papermill", "ipykernel", "nbclient", "nbformat", "jupyter_client", "pillow"]
-    out = {}
-    for name in dict.fromkeys(names):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: _metadata(importlib.metadata.version, name) for name in dict.fromkeys(names)}
 
 
 def small_files(runs_dir: Path) -> list[Path]:
     """The kept files of every run folder under ``runs_dir`` (see KEPT), relative to it."""
-    found = []
-    for config in sorted(runs_dir.glob("*/config.json")):
-        for pattern in KEPT:
-            found += [p for p in sorted(config.parent.glob(pattern)) if p.stat().st_size <= MAX_KEPT_BYTES]
-    return [p.relative_to(runs_dir) for p in found]
+    return [p.relative_to(runs_dir) for config in sorted(runs_dir.glob("*/config.json")) for pattern in KEPT
+            for p in sorted(config.parent.glob(pattern)) if p.stat().st_size <= MAX_KEPT_BYTES]
 
 
 WEIGHTS = "weights"  # <out>/weights/<run>.safetensors: the seed-0 coded and plain networks' final weights
@@ -520,8 +471,6 @@ def export_weights(runs_dir: Path, names, to: Path) -> dict:
     """``<to>/<run>.safetensors`` (the model's state dict, float32) of each run; returns file -> SHA-256."""
     from safetensors.torch import save_file
 
-    from ..train import load_run
-
     to.mkdir(parents=True, exist_ok=True)
     out = {}
     for name in names:
@@ -533,26 +482,18 @@ def export_weights(runs_dir: Path, names, to: Path) -> dict:
 
 
 def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -> Path:
-    """Copy the executed notebooks, the runs' small files and the published weights into ``out``; write
-    the manifest and the page. Called with some stages not done (between two sittings, ``snapshot``), it
-    publishes what is done: the chapters of the finished analysis stages, the small files of the finished
-    trainings, and a manifest marked ``"complete": false`` whose pending stages have no wall time."""
-    import torch
-
-    from . import edition
-
+    """Copy the executed chapters, the runs' small files and the published weights of the stages done into
+    ``out``; write the manifest (``"complete": false`` while stages are pending, as in ``snapshot``) and the page."""
     out, runs_dir = Path(out), Path(runs_dir)
     all_stages = stages(plan)
     done = [s for s in all_stages if state.get(s.name, {}).get("done")]
     for old in out.glob("*.ipynb"):
         old.unlink()
+    prov = edition.provenance(plan.preset)  # the note under each chapter's title, as in the default edition
     for stage in done:
         for stem in stage.notebooks:
             shutil.copyfile(runs_dir / "executed" / f"{stem}.ipynb", out / f"{stem}.ipynb")
-            # the chapter's provenance note under its title, as the default edition's chapters have it
-            edition.finish(out / f"{stem}.ipynb", {"commit": source_commit(), "date": state[stage.name].get("date", ""),
-                                                   "device": device_name(), "torch": torch.__version__,
-                                                   "preset": plan.preset})
+            edition.finish(out / f"{stem}.ipynb", {**prov, "date": state[stage.name].get("date", "")})
     trained = {folder_name(*r) for s in done for r in s.runs}
     shutil.rmtree(out / RUN_FILES, ignore_errors=True)
     for rel in small_files(runs_dir):
@@ -564,18 +505,16 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
     weights = export_weights(runs_dir, published, out / WEIGHTS) if published else {}
     manifest = {
         "edition": plan.name, "preset": plan.preset, "complete": len(done) == len(all_stages),
-        "source_commit": source_commit(short=False),
-        "device": device_name(), "cpu": cpu_info(), "threads_per_training": plan.threads, "jobs": plan.jobs,
-        "runtime": plan.runtime,
+        "source_commit": source_commit(short=False), "device": device_name(), "cpu": cpu_info(),
+        "threads_per_training": plan.threads, "jobs": plan.jobs, "runtime": plan.runtime,
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
         "packages": package_versions(),
         "command": command or f"python -m coded_lib.companion.at_scale run --edition {plan.name}",
         "date": _now(),
-        "stages": [{"name": s.name, "wall_s": state[s.name]["wall_s"] if s in done else None,
-                    "planned_s": s.planned_s, "date": state.get(s.name, {}).get("date") if s in done else None,
-                    "cpu": state.get(s.name, {}).get("cpu") if s in done else None,
-                    "resumed": state.get(s.name, {}).get("resumed", {}) if s in done else {},
-                    "runs": [folder_name(*r) for r in s.runs], "notebooks": list(s.notebooks)} for s in all_stages],
+        # a pending stage (between two sittings) has no wall time, date, CPU or resumed epochs
+        "stages": [{"name": s.name, "wall_s": rec.get("wall_s"), "planned_s": s.planned_s, "date": rec.get("date"),
+                    "cpu": rec.get("cpu"), "resumed": rec.get("resumed", {}), "runs": [folder_name(*r) for r in s.runs],
+                    "notebooks": list(s.notebooks)} for s in all_stages for rec in [state[s.name] if s in done else {}]],
         "total_wall_s": round(sum(state[s.name]["wall_s"] for s in done), 1),
         "notebooks": [stem for s in done for stem in s.notebooks],
         "weights": weights,
@@ -607,12 +546,13 @@ PAGES = {
 
 def page_markdown(manifest: dict | None, plan: Plan = PLAN) -> str:
     """The part's page: "not run yet" without a manifest, else where, when and how long the edition ran."""
-    title, edition, about, how = PAGES[plan.name]
+    title, what, about, how = PAGES[plan.name]
+    folder = f"book/{Path(plan.out).name}"
     head = [f"# {title}", "", about, ""]
     if manifest is None:
         return "\n".join(head + [
             "```{admonition} Not run yet", ":class: warning",
-            f"{edition} {NOT_RUN_TEXT}: this part shows no numbers. The command that makes it, {how}.", "```", ""])
+            f"{what} {NOT_RUN_TEXT}: this part shows no numbers. The command that makes it, {how}.", "```", ""])
     def minutes(x):
         return "pending" if x is None else f"{x / 60:.1f}"
 
@@ -622,29 +562,28 @@ def page_markdown(manifest: dict | None, plan: Plan = PLAN) -> str:
     pending = [s["name"] for s in manifest["stages"] if s["wall_s"] is None]
     if pending:
         head += ["```{admonition} In progress", ":class: warning",
-                 f"{edition} is not complete: {len(manifest['stages']) - len(pending)} of {len(manifest['stages'])} "
+                 f"{what} is not complete: {len(manifest['stages']) - len(pending)} of {len(manifest['stages'])} "
                  f"stages are done, and this part shows their chapters only. Pending: {', '.join(pending)}. "
                  f"`make edition EDITION={plan.name}` resumes it where it stopped (what resuming needs is committed in "
-                 f"`book/{Path(plan.out).name}/{RESUME}/`).", "```", ""]
+                 f"`{folder}/{RESUME}/`).", "```", ""]
     cpu = manifest.get("cpu") or {}
     where = manifest["device"] + (f" ({cpu['model']}; {', '.join(cpu['flags'])})" if cpu else "")
     weights = manifest.get("weights") or {}
     return "\n".join(head + [
         f"Made on {manifest['date']} on {where} with torch {manifest['torch']} from source commit "
         f"`{manifest['source_commit']}` by `{manifest['command']}`, in {manifest['total_wall_s'] / 60:.1f} "
-        f"minutes{' so far' if pending else ''} (versions of every package in `book/{Path(plan.out).name}/manifest.json`).",
+        f"minutes{' so far' if pending else ''} (versions of every package in `{folder}/manifest.json`).",
         "", *rows, "",
         *([f"The final weights of the seed-0 coded and plain networks: "
-           + ", ".join(f"`book/{Path(plan.out).name}/{k}` (SHA-256 `{v[:16]}…`)" for k, v in weights.items())
-           + f"; `CODED_EDITION={plan.name} papermill notebooks/<chapter>.ipynb out.ipynb` runs a chapter on them."]
+           + ", ".join(f"`{folder}/{k}` (SHA-256 `{v[:16]}…`)" for k, v in weights.items())
+           + f"; `papermill notebooks/<chapter>.ipynb out.ipynb -p edition {plan.name}` runs a chapter on them."]
           if weights else []), ""])
 
 
 def write_page(out=OUT, plan: Plan = PLAN) -> Path:
-    out = Path(out)
-    manifest = _read_json(out / MANIFEST) or None
-    (out / "index.md").write_text(page_markdown(manifest, plan))
-    return out / "index.md"
+    page = Path(out) / "index.md"
+    page.write_text(page_markdown(_read_json(page.parent / MANIFEST) or None, plan))
+    return page
 
 
 # --- a second sitting: what resuming needs, committed ----------------------------------------------
@@ -653,16 +592,10 @@ RESUME_LIMIT = 30_000_000
 
 
 def snapshot(out, runs_dir, plan: Plan) -> list[Path]:
-    """Copy into ``<out>/resume/`` what the next sitting needs to go on where this one stopped: the stages'
-    state, every run's small files, the chapters executed so far and the runs' last checkpoints (not the
-    .prev.pt). A finished run's checkpoint is kept without its optimizer state (an analysis only loads its
-    weights; it never trains again), so that the whole fits in RESUME_LIMIT bytes. ``restore`` is its inverse,
-    and ``run`` calls it when its runs folder has no state. Returns the files written."""
-    from ..train.checkpoint import load_checkpoint, save_checkpoint
-    from ..train.loop import CHECKPOINT, CHECKPOINT_KEYS
-
-    out, runs_dir = Path(out), Path(runs_dir)
-    to = out / RESUME
+    """Copy into ``<out>/resume/`` what the next sitting needs (``restore``, which ``run`` calls, puts it back):
+    the stages' state, the runs' small files, the chapters executed so far and the runs' last checkpoints, a
+    finished run's without its optimizer state (it is only loaded), within RESUME_LIMIT bytes; returns the files."""
+    to, runs_dir = Path(out) / RESUME, Path(runs_dir)
     shutil.rmtree(to, ignore_errors=True)
     to.mkdir(parents=True)
     shutil.copyfile(runs_dir / STATE, to / STATE)
@@ -675,16 +608,14 @@ def snapshot(out, runs_dir, plan: Plan) -> list[Path]:
         ckpt = load_checkpoint(ckpt_path, CHECKPOINT_KEYS)
         if ckpt["epoch"] >= ckpt["config"]["epochs"]:
             ckpt = {**ckpt, "optimizer": {}}  # finished: never resumed, only loaded
-        ckpt.pop("sha256", None)
         target = to / ckpt_path.parent.name / CHECKPOINT
         target.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint({k: v for k, v in ckpt.items() if k in CHECKPOINT_KEYS}, target)
-    for prev in to.glob("*/*.prev.pt"):
-        prev.unlink()
-    total = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
+    files = sorted(p for p in to.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in files)
     if total > RESUME_LIMIT:
         raise RuntimeError(f"{to} holds {total / 1e6:.1f} MB, more than the {RESUME_LIMIT / 1e6:.0f} MB a commit may")
-    return sorted(p for p in to.rglob("*") if p.is_file())
+    return files
 
 
 def restore(out, runs_dir) -> bool:
@@ -706,17 +637,12 @@ def prepare(to, data_dir=None, python_version: str | None = None, platform_tag: 
     """Gather into ``to`` the wheels the GPU host lacks (``to/wheels``: papermill, ipykernel and their
     dependencies, seaborn, setuptools to install this package) and Fashion-MNIST's four .gz files
     (``to/fashion-mnist``). Returns the files there."""
-    from ..train.data import FASHION_FILES, _idx_file, find_fashion_mnist
-
     to = Path(to)
     wheels, fashion = to / "wheels", to / "fashion-mnist"
     wheels.mkdir(parents=True, exist_ok=True)
     fashion.mkdir(parents=True, exist_ok=True)
-    target = ["--only-binary=:all:"]
-    if python_version:
-        target += ["--python-version", python_version]
-    if platform_tag:
-        target += ["--platform", platform_tag]
+    target = ["--only-binary=:all:", *(["--python-version", python_version] if python_version else []),
+              *(["--platform", platform_tag] if platform_tag else [])]
     _pip(["download", "--dest", str(wheels), *target, *WHEELS])
     _pip(["download", "--dest", str(wheels), "--no-deps", *target, *WHEELS_NO_DEPS])
     source = find_fashion_mnist(data_dir)
@@ -736,9 +662,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m coded_lib.companion.at_scale", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the stages not done yet, then write the edition")
-    r.add_argument("--edition", choices=sorted(EDITIONS), default="gpu",
-                   help="gpu: the paper's network on one GPU (book/at_scale); full: all of Fashion-MNIST on the "
-                        "CPU (book/full)")
+    ls = sub.add_parser("list", help="the stages and their planned time")
+    sn = sub.add_parser("snapshot", help="copy what resuming needs into <out>/resume/ (to commit between sittings)")
+    for p, default in ((r, "gpu"), (ls, "gpu"), (sn, "full")):
+        p.add_argument("--edition", choices=sorted(EDITIONS), default=default,
+                       help="gpu: the paper's network on one GPU (book/at_scale); full: Fashion-MNIST on the CPU (book/full)")
     r.add_argument("--out", default=None, help="the edition's folder (default: the edition's, e.g. book/at_scale)")
     r.add_argument("--runs", default=None, help="run folders, checkpoints included (default: the edition's, e.g. runs/at_scale)")
     r.add_argument("--data", default=None, help="folder holding fashion-mnist/ (from prepare); sets CODED_DATA")
@@ -747,38 +675,30 @@ def main(argv=None):
     r.add_argument("--jobs", type=int, default=None, help="training processes at once (default: the edition's)")
     r.add_argument("--preset", default=None, help="a preset with a _baseline twin (default: the edition's)")
     r.add_argument("--beyond", action="store_true", help="also the part 'Beyond the paper' (one more stage, ~4 min)")
-    ls = sub.add_parser("list", help="the stages and their planned time")
-    ls.add_argument("--edition", choices=sorted(EDITIONS), default="gpu")
     p = sub.add_parser("prepare", help="gather wheels and Fashion-MNIST for an offline GPU host")
     p.add_argument("--to", default="dist/at_scale")
     p.add_argument("--data", default=None, help="where Fashion-MNIST is read from (default: as coded_lib.train)")
     p.add_argument("--python-version", default=None, help="the GPU host's Python, e.g. 3.12 (default: this one)")
     p.add_argument("--platform", default=None, help="the GPU host's wheel platform, e.g. manylinux2014_x86_64")
     sub.add_parser("page", help="rewrite <out>/index.md from the manifest (or 'not run yet')")
-    sn = sub.add_parser("snapshot", help="copy what resuming needs into <out>/resume/ (to commit between sittings)")
-    sn.add_argument("--edition", choices=sorted(EDITIONS), default="full")
     args = ap.parse_args(argv)
+    plan = EDITIONS.get(getattr(args, "edition", None))
     if args.cmd == "list":
-        plan = EDITIONS[args.edition]
         for s in stages(plan):
-            what = f"{len(s.runs)} runs" if s.runs else " ".join(s.notebooks)
-            print(f"{s.name:28s} planned {s.planned_s / 60:5.1f} min  {what}")
+            print(f"{s.name:28s} planned {s.planned_s / 60:5.1f} min  {f'{len(s.runs)} runs' if s.runs else ' '.join(s.notebooks)}")
         print(f"{'total':28s} planned {sum(s.planned_s for s in stages(plan)) / 60:5.1f} min")
     elif args.cmd == "page":
         for plan in EDITIONS.values():
             print(write_page(REPO / plan.out, plan))
     elif args.cmd == "snapshot":
-        plan = EDITIONS[args.edition]
         files = snapshot(REPO / plan.out, REPO / plan.runs, plan)
-        state = _read_json(REPO / plan.runs / STATE)
-        print(finish(REPO / plan.out, REPO / plan.runs, plan, state,
+        print(finish(REPO / plan.out, REPO / plan.runs, plan, _read_json(REPO / plan.runs / STATE),
                      f"python -m coded_lib.companion.at_scale run --edition {plan.name} (in progress)"))
         print(f"{len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {REPO / plan.out / RESUME}")
     elif args.cmd == "prepare":
         for path in prepare(args.to, args.data, args.python_version, args.platform):
             print(path)
     else:
-        plan = EDITIONS[args.edition]
         if args.jobs is not None and args.jobs < 1:
             ap.error(f"--jobs {args.jobs}: need at least 1")
         plan = Plan(**{**plan.__dict__, "jobs": args.jobs or plan.jobs, "preset": args.preset or plan.preset})

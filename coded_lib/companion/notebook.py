@@ -20,7 +20,6 @@ from pathlib import Path
 from . import report
 
 SMOKE_ENV = "CODED_SMOKE"
-EDITION_ENV = "CODED_EDITION"  # e.g. CODED_EDITION=full papermill notebooks/removal.ipynb out.ipynb
 EDITION = None  # the committed edition this notebook runs on (setup's ``edition`` parameter), None: its own runs
 RUNS_ENV = "CODED_RUNS"
 SMOKE_PRESET = "smoke"
@@ -37,21 +36,18 @@ DATA_SIZES = {"fashion_mnist": (60000, 10000), "fashion_mnist_rot90": (60000, 10
 def is_smoke() -> bool:
     """True when the environment asks for smoke mode: ``CODED_SMOKE`` 1/true/yes/on (0/false/no/off or unset: no)."""
     value = os.environ.get(SMOKE_ENV, "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{SMOKE_ENV}={os.environ[SMOKE_ENV]!r} is not understood; allowed: 1, true, yes, on "
-                     "(smoke mode) or 0, false, no, off, unset (the real defaults)")
+    if value not in ("1", "true", "yes", "on", "", "0", "false", "no", "off"):
+        raise ValueError(f"{SMOKE_ENV}={os.environ[SMOKE_ENV]!r} is not understood; allowed: 1, true, yes, on "
+                         "(smoke mode) or 0, false, no, off, unset (the real defaults)")
+    return value in ("1", "true", "yes", "on")
 
 
 def setup(namespace: dict, **smoke) -> bool:
     """Finish a notebook's parameters (``namespace``: its ``globals()``, papermill's checked first); returns
     whether this is a smoke run. In smoke mode ``preset`` becomes "smoke", ``run_dir`` None, and each keyword
     of ``smoke`` replaces the parameter of that name (which must exist: a typo would silently test the real
-    defaults). On Colab, runs go to /content/runs unless ``CODED_RUNS`` says otherwise. A parameter
-    ``edition`` ("full"), or ``CODED_EDITION=full``, runs the chapter on a committed edition
-    (``edition.open_edition``): nothing is trained, and a run the edition does not publish is a clear error."""
+    defaults). On Colab, runs go to /content/runs unless ``CODED_RUNS`` says otherwise. A parameter ``edition``
+    ("full") runs the chapter on a committed edition (``edition.open_edition``): nothing is trained."""
     check_parameters(namespace)
     unknown = sorted(k for k in smoke if k not in namespace)
     if unknown:
@@ -60,7 +56,7 @@ def setup(namespace: dict, **smoke) -> bool:
     global EDITION
     EDITION = None
     smoke_run = is_smoke()
-    chosen = None if smoke_run else namespace.get("edition") or os.environ.get(EDITION_ENV) or None
+    chosen = None if smoke_run else namespace.get("edition")
     if chosen is not None:  # a committed edition, nothing trained
         from .edition import open_edition
 

@@ -1,4 +1,4 @@
-"""The paper's results as plain data: every table and figure of SPEC §2 (Avranas & Kountouris, *Coded
+"""The paper's results as plain data: every table and figure (Avranas & Kountouris, *Coded
 ResNeXt: a network for designing disentangled information paths*: main text, appendix and talk slides).
 
 ``PAPER`` is a list of rows, one per (id, quantity, paper's data and scale)::
@@ -13,7 +13,7 @@ Our results (``coded_lib.companion.report``) join a paper row when they have its
 quantity starts with its ``quantity``, so notebooks reuse the strings below (``quantities(id)``).
 """
 
-# SPEC §2, in its order: id -> what the table or figure shows.
+# id -> what the table or figure shows, in the paper's order
 TITLES = {
     "T-acc": "Top-1 accuracy, Coded ResNeXt vs ResNeXt",
     "T-arch": "Architectures and parameters per stage (Table 1)",

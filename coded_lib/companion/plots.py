@@ -1,7 +1,6 @@
 """The book's figures, the paper's values beside ours wherever it gives them, in one house style: the
 paper in grey, ours in blue with its uncertainty (a 95 % interval: Student's critical value times the
 SE, for the degrees of freedom of the estimate), legends outside the plotted data, one quantity per axis.
-
 Each function takes a small table and returns the matplotlib Figure (the chapter saves and shows it).
 """
 from __future__ import annotations

@@ -1,24 +1,14 @@
 """The claims dashboard: results rows from the runs, joined with the paper.
 
-Results-row format
-------------------
-Every notebook records what it measured with ``record(run_dir, ...)`` into ``<run_dir>/results.csv``,
-one row per (id, quantity) (recording the same pair again replaces it), with the columns::
+Every chapter records what it measured with ``record(run_dir, ...)`` into ``<run_dir>/results.csv``, one
+row per (id, quantity), recording a pair again replaces it. Columns: ``id`` (``paper.IDS``), ``quantity``
+(the paper's string, ``paper.quantities(id)``, or one starting with it, to sit beside the paper's number),
+``ours`` (our value with its uncertainty, as text), ``data`` and ``scale`` (where it came from), ``verdict``
+("" for a bare number, else one of ``paper.VERDICTS``, from ``coded_lib.companion.claims``), ``note`` (why,
+in numbers) and ``seeds`` (trainings per setting; "" when none were trained).
 
-    id        an id of SPEC §2 ("T-acc", "F-removal", ...; see coded_lib.companion.paper.IDS)
-    quantity  what was measured; reuse the paper's string (paper.quantities(id)) to sit beside the
-              paper's number; one that *starts with* a paper quantity of the id joins it too
-    ours      our value with its uncertainty, as text ("+0.4 ± 0.3 (SE, 3 seeds)", "0.38")
-    data      the data it came from ("Fashion-MNIST: 8000 training images, ...")
-    scale     model and training scale ("coded_resnext_mini (0.09 M parameters), 4 epochs, ...")
-    verdict   "" for a bare number, else one of paper.VERDICTS, judged by the claim's rule
-              (paper.rule(id, quantity); coded_lib.companion.claims computes it)
-    note      free text: why, in numbers ("h_aug changes MCE by -1.2 ± 0.3 points")
-    seeds     how many seeds (trainings per setting) the number rests on; "" when none were trained
-
-``write_comparison()`` gathers ``runs/**/results.csv`` (``$CODED_RUNS`` if set) into the committed
-``book/results.csv`` and writes from it the book's page ``book/comparison.md``;
-``python -m coded_lib.companion.report`` does the same (``--from-book``: from ``book/results.csv`` alone).
+``write_comparison()`` (``python -m coded_lib.companion.report``) gathers ``runs/**/results.csv`` (``$CODED_RUNS``
+if set) into the committed ``book/results.csv`` and writes from it the book's page ``book/comparison.md``.
 """
 import argparse
 import csv
@@ -28,6 +18,7 @@ import os
 import re
 import tempfile
 import warnings
+from html import escape
 from pathlib import Path
 
 from . import paper
@@ -39,14 +30,11 @@ NOT_RUN = "not run"
 ALL_IDS = paper.IDS + list(paper.BEYOND)  # the paper's, then the part "Beyond the paper"
 
 # Which notebook (book chapter) produces each id.
-NOTEBOOK_OF = {
-    "T-acc": "accuracy", "T-arch": "architecture", "T-codes": "codes", "T-cost": "cost",
-    "F-removal": "removal", "F-binary": "binary", "F-bindist": "binary", "F-act": "activations",
-    "F-early": "early", "T-agree": "early", "T-calib": "calibration", "F-mu": "ablations",
-    "F-pdrop": "ablations", "T-exp": "ablations", "T-concat": "ablations", "T-ratios": "ablations",
-    "T-detach": "ablations",
-    "B-semantic": "semantic_codes", "B-anytime": "anytime", "B-conditional": "conditional",
-}
+NOTEBOOK_OF = {"T-acc": "accuracy", "T-arch": "architecture", "T-codes": "codes", "T-cost": "cost", "F-removal": "removal",
+               "F-binary": "binary", "F-bindist": "binary", "F-act": "activations", "F-early": "early", "T-agree": "early",
+               "T-calib": "calibration", **dict.fromkeys(("F-mu", "F-pdrop", "T-exp", "T-concat", "T-ratios", "T-detach"),
+                                                         "ablations"),
+               "B-semantic": "semantic_codes", "B-anytime": "anytime", "B-conditional": "conditional"}
 
 
 def format_value(x):
@@ -122,9 +110,8 @@ def read_results(path):
 
 
 def gather(root=None):
-    """All rows of every ``results.csv`` under root (default: the runs folder of ``coded_lib.train``), each with
-    its ``source`` path; the runs folders of other editions under root (holding an edition's state file) are
-    left out."""
+    """All rows of every ``results.csv`` under root (default: ``coded_lib.train``'s runs folder), each with its
+    ``source`` path, but those in other editions' runs folders (holding an edition's state file)."""
     if root is None:
         from ..train.loop import runs_root
 
@@ -253,8 +240,6 @@ def side_by_side(run_dir=None, ids=None, results=None):
 def claims_table(df):
     """A chapter's claims table as the book shows it: no index column, text left-aligned, ids unbroken and
     verdicts as the dashboard's badges (sphinx-design's classes), so that chapter and dashboard read alike."""
-    from html import escape
-
     def verdict(v):
         return f'<span class="sd-badge sd-bg-{BADGES[v]} sd-bg-text-{BADGES[v]}">{v}</span>' if v in BADGES else escape(str(v))
 
@@ -306,21 +291,28 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     -> the result rows of another edition, or None while it has not been run: each edition with rows gets
     a column of the claims tables, with its verdict counts."""
     chapters, provenance = set(chapters), provenance or {}
-    chapter_of = _runs(results)
-    names = run_names(results)
-    by_claim = _by_claim(results)
+    chapter_of, names, by_claim = _runs(results), run_names(results), _by_claim(results)
     editions = {label: _by_claim(rows) for label, rows in (editions or {}).items() if rows is not None}
     dates = sorted(p["date"] for p in provenance.values() if p.get("date"))
+    span = f"{dates[0]} to {_end_of(provenance) or dates[-1]}" if dates else ""
+    glance, built = _glance(by_claim, editions)
+
+    def link(text, stem):  # to the chapter, where the book has it
+        return f"[{text}](notebooks/{stem}.ipynb)" if stem in chapters else text
 
     def id_cell(id):
-        stem = NOTEBOOK_OF.get(id)
-        return f"[{id}](notebooks/{stem}.ipynb)" if stem in chapters else id
+        return link(id, NOTEBOOK_OF.get(id))
 
     def run_cell(row):
         return names[_run_key(row)] if row is not None else "—"
 
-    span = f"{dates[0]} to {_end_of(provenance) or dates[-1]}" if dates else ""
-    glance, built = _glance(by_claim, editions)
+    def counts(column):  # of the glance's claims in each verdict
+        return ", ".join(f"{sum(v == g[column] for g in glance)} {v}" for v in paper.VERDICTS) + "."
+
+    def section(title, intro, table, fold=None):  # its table folded in a dropdown titled ``fold`` if given
+        md.extend(["", f"## {title}", "", intro, "", *([f":::{{dropdown}} {fold}", ""] if fold else []), table,
+                   *(["", ":::"] if fold else [])])
+
     # The page-wide metadata drops the right-hand "contents" column to leave room for the tables; the
     # page's own contents list follows the introduction instead.
     md = ["---", "html_theme.sidebar_secondary.remove: true", "---", "",
@@ -338,48 +330,38 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
           "*Evidence* says what a verdict rests on: *by construction* (an exact count or a property of the code, "
           "the same after any training), *one training* (uncertainty over the images of one trained network), "
           "*n seeds* (uncertainty over n trainings per setting).", "",
-          "```{contents} On this page", ":local:", ":depth: 1", "```", "",
-          "## At a glance", "",
-          f"The paper's {len(glance)} empirical claims; the chapter of each is linked from its id. Of them, in the "
-          "default edition: " + ", ".join(f"{sum(v == g['default'] for g in glance)} {v}" for v in paper.VERDICTS) + "."
-          + "".join(f" In the {label} edition: " + ", ".join(f"{sum(v == g[label] for g in glance)} {v}" for v in paper.VERDICTS)
-                    + "." for label in editions)
-          + ("" if editions else " The other editions (full data on a CPU, the paper's network on a GPU) get a "
-             "column here once they have been run and committed."), ""]
-    md.append(_list_table(["id", "claim", "evidence", "default edition", *editions],
-                          [[id_cell(g["id"]), _md(g["claim"]), g["evidence"], *(_badge(g[c]) for c in ["default", *editions])]
-                           for g in glance], widths=[7, 45, 12, 14, *[14] * len(editions)], css="claims-table glance"))
-    md += ["", "## True by construction", "",
-           "Exact counts and properties of the code: they hold or fail whatever the training, so they say nothing "
-           "about how well the method works. Each is counted once.", ""]
-    md.append(_list_table(["id", "claim", "verdict"], [[id_cell(g["id"]), _md(g["claim"]), _badge(g["default"])]
-                                                      for g in built], widths=[8, 72, 20], css="claims-table"))
+          "```{contents} On this page", ":local:", ":depth: 1", "```"]
+    section("At a glance", f"The paper's {len(glance)} empirical claims; the chapter of each is linked from its id. Of "
+            f"them, in the default edition: {counts('default')}"
+            + "".join(f" In the {label} edition: {counts(label)}" for label in editions)
+            + ("" if editions else " The other editions (full data on a CPU, the paper's network on a GPU) get a "
+               "column here once they have been run and committed."),
+            _list_table(["id", "claim", "evidence", "default edition", *editions],
+                        [[id_cell(g["id"]), _md(g["claim"]), g["evidence"], *(_badge(g[c]) for c in ["default", *editions])]
+                         for g in glance], widths=[7, 45, 12, 14, *[14] * len(editions)], css="claims-table glance"))
+    section("True by construction", "Exact counts and properties of the code: they hold or fail whatever the "
+            "training, so they say nothing about how well the method works. Each is counted once.",
+            _list_table(["id", "claim", "verdict"], [[id_cell(g["id"]), _md(g["claim"]), _badge(g["default"])]
+                                                     for g in built], widths=[8, 72, 20], css="claims-table"))
     md += ["", "## The runs behind the numbers", ""]
     # where and from what every chapter ran: said once for what all chapters share, else per run
-    origins = {"device, torch": lambda p: f"{p.get('device', '?')}, torch {p.get('torch', '?')}",
-               "source commit": lambda p: f"`{p.get('commit', '?')}`"}
-    seen = {column: list(dict.fromkeys(map(say, provenance.values()))) for column, say in origins.items()}
+    origins = {"device, torch": ("on", lambda p: f"{p.get('device', '?')}, torch {p.get('torch', '?')}"),
+               "source commit": ("from source commit", lambda p: f"`{p.get('commit', '?')}`")}
+    seen = {column: list(dict.fromkeys(map(say, provenance.values()))) for column, (_, say) in origins.items()}
     per_run = [column for column, values in seen.items() if len(values) > 1]
-    shared = [f"{how} {seen[column][0]}" for how, column in zip(("on", "from source commit"), origins)
-              if len(seen[column]) == 1]
+    shared = [f"{origins[column][0]} {values[0]}" for column, values in seen.items() if len(values) == 1]
     if shared:
         md += ["Every chapter ran " + " ".join(shared) + (f" ({span})." if dates else "."), ""]
-
-    def origin(stems, column):
-        return "; ".join(dict.fromkeys(origins[column](provenance[s]) for s in stems if s in provenance)) or "—"
-
     rows = []
     for (data, scale, seeds), name in names.items():
         stems = list(dict.fromkeys(chapter_of[data, scale, seeds]))
-        where = ", ".join((f"[{s}](notebooks/{s}.ipynb)" if s in chapters else s)
-                          + (f" ({_minutes(provenance[s].get('seconds'))})" if s in provenance else "")
+        known = [provenance[s] for s in stems if s in provenance]  # the provenance of its chapters
+        where = ", ".join(link(s, s) + (f" ({_minutes(provenance[s].get('seconds'))})" if s in provenance else "")
                           for s in stems)
-        rows.append([name, _md(data), _md(scale), seeds or "—"] + [origin(stems, c) for c in per_run] + [where])
+        rows.append([name, _md(data), _md(scale), seeds or "—"]
+                    + ["; ".join(dict.fromkeys(map(origins[c][1], known))) or "—" for c in per_run] + [where])
     md.append(_list_table(["run", "data", "model and scale", "seeds"] + per_run + ["chapter (its wall time)"], rows,
                           widths=[4, 22, 36, 5] + [12] * len(per_run) + [15]))
-    md += ["", "## The paper's claims in detail", "",
-           "Our value beside the paper's, the rule that judged it and the run it came from, one line per result.", "",
-           ":::{dropdown} The claims table (paper, ours, verdict, rule, run)", ""]
     rows = []
     for (id, claim), lines in by_claim.items():  # the claim's cells once, then one line per result
         c = lines[0]
@@ -389,13 +371,15 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
                      _md(c["rule"]), run_cell(c["row"])])
         rows += [["", "", "", _md(l["ours"]), _badge(l["verdict"]), *[""] * len(editions), "", run_cell(l["row"])]
                  for l in lines[1:]]
-    md.append(_list_table(["id", "claim", "paper", "ours", "verdict", *editions, "rule", "run"], rows,
-                          widths=[6, 18, 12, 17, 9, *[17] * len(editions), 18, 5], css="claims-table"))
-    md += ["", ":::"]
+    section("The paper's claims in detail",
+            "Our value beside the paper's, the rule that judged it and the run it came from, one line per result.",
+            _list_table(["id", "claim", "paper", "ours", "verdict", *editions, "rule", "run"], rows,
+                        widths=[6, 18, 12, 17, 9, *[17] * len(editions), 18, 5], css="claims-table"),
+            fold="The claims table (paper, ours, verdict, rule, run)")
+
     def results_table(title, intro, rows, what, why, widths):  # result rows with their verdict and why
         if rows:
-            md.extend(["", f"## {title}", "", intro, ""])
-            md.append(_list_table(["id", what, "ours", "verdict", why, "run"], [
+            section(title, intro, _list_table(["id", what, "ours", "verdict", why, "run"], [
                 [id_cell(r["id"]), _md(r["quantity"]), _md(r["ours"]), _badge(r["verdict"]) if r["verdict"] else "—",
                  _md(r["note"]), run_cell(r)] for r in rows], widths=widths, css="claims-table"))
 
@@ -405,13 +389,11 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     results_table("Beyond the paper", "Questions the paper leaves open (the book's part \"Beyond the paper\"), judged "
                   "by the same four verdicts on our runs: the rule is in the last text column.", beyond_rows(results),
                   "question", "rule and why", [6, 24, 26, 9, 30, 5])
-    md += ["", "## Every number", "",
-           "The paper's numbers (with the data they come from) and ours, by experiment.", "",
-           ":::{dropdown} Every number of the paper and ours", ""]
     rows = [[id_cell(l["id"]) if l["first"] else "", _md(l["quantity"]) if l["first"] else "", _md(l["paper"]),
              _md(l["ours"]), run_cell(l["row"])] for l in comparison_lines(results)]
-    md.append(_list_table(["id", "quantity", "paper (data)", "ours", "run"], rows, widths=[6, 28, 30, 30, 6]))
-    md += ["", ":::"]
+    section("Every number", "The paper's numbers (with the data they come from) and ours, by experiment.",
+            _list_table(["id", "quantity", "paper (data)", "ours", "run"], rows, widths=[6, 28, 30, 30, 6]),
+            fold="Every number of the paper and ours")
     sources = sorted({r["source"] for r in results if r.get("source")})
     md += ["", "## Where the numbers come from", "",
            "Written by `python -m coded_lib.companion.report` from `book/results.csv`, which gathers "
@@ -472,8 +454,7 @@ def write_comparison(root=None, out=BOOK / "comparison.md", results_out=None, on
 
 def edition_results(folder):
     """The result rows of an edition committed in ``folder`` (e.g. book/full); None until its manifest.json exists."""
-    folder = Path(folder)
-    return gather(folder / RUN_FILES) if (folder / MANIFEST).exists() else None
+    return gather(Path(folder) / RUN_FILES) if (Path(folder) / MANIFEST).exists() else None
 
 
 def editions_results(book=BOOK) -> dict:
@@ -482,9 +463,8 @@ def editions_results(book=BOOK) -> dict:
 
 
 def write_from_results(results_csv=BOOK / RESULTS_CSV, out=BOOK / "comparison.md"):
-    """The dashboard from a gathered results file (the committed ``book/results.csv``), with the
-    provenance of the chapters executed beside it in ``<out's folder>/notebooks/`` and the committed
-    editions' results (``book/full``, ``book/at_scale``)."""
+    """The dashboard from a gathered results file (the committed ``book/results.csv``), the provenance of the
+    chapters in ``<out's folder>/notebooks/`` and the committed editions' results (``book/full``, ...)."""
     out = Path(out)
     results = read_results(results_csv) if Path(results_csv).exists() else []
     edition_dir = out.parent / "notebooks"
@@ -539,10 +519,8 @@ def main(argv=None):
                     help="write the page from the committed book/results.csv instead of the runs")
     ap.add_argument("--out", default=str(BOOK / "comparison.md"), help="markdown page to write")
     args = ap.parse_args(argv)
-    if args.from_book:
-        path = write_from_results(Path(args.out).parent / RESULTS_CSV, args.out)
-    else:
-        path = write_comparison(args.runs, args.out)
+    path = (write_from_results(Path(args.out).parent / RESULTS_CSV, args.out) if args.from_book
+            else write_comparison(args.runs, args.out))
     print(f"wrote {path}")
 
 

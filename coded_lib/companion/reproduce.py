@@ -2,25 +2,18 @@
 
     python -m coded_lib.companion.reproduce --preset fashion_mnist
 
-0. The runs the paper's chapters open (``at_scale.default_plan``: read from the chapters' parameters) are
-   trained first by the editions' runner, two 1-thread processes at once, with a progress bar and the
-   time left; finished runs are kept.
-1. Each notebook of ``NOTEBOOKS`` (``notebooks/<stem>.ipynb``) runs through
-   papermill with ``preset`` as parameter, from the repository root (the terminal shows
-   papermill's progress per cell); the executed copy goes to ``book/notebooks/<stem>.ipynb``,
-   where the book reads it (the book never executes anything itself), with its provenance
-   (``coded_lib.companion.edition.finish``). A notebook not written yet is skipped with a
-   warning. Training is not repeated: the notebooks reuse finished runs under ``runs/``
-   (``coded_lib.train.ensure_run``).
-2. ``coded_lib.companion.report`` gathers ``runs/**/results.csv`` into ``book/results.csv``
-   and writes the claims dashboard ``book/comparison.md`` from it.
+0. The editions' runner trains the runs the paper's chapters open (``at_scale.default_plan``), two
+   1-thread processes at once, with a progress bar and the time left; finished runs are kept.
+1. Papermill runs each notebook of ``NOTEBOOKS`` with ``preset`` from the repository root into
+   ``book/notebooks/<stem>.ipynb`` with its provenance (``edition.finish``); the book never executes
+   anything itself. A missing notebook is skipped with a warning; finished runs under ``runs/`` are reused.
+2. ``coded_lib.companion.report`` gathers ``runs/**/results.csv`` into ``book/results.csv`` and writes the
+   claims dashboard ``book/comparison.md`` from it.
 3. ``jupyter-book build book/`` renders the book to ``book/_build/html``.
 
-``book/notebooks/``, ``book/results.csv`` and ``book/comparison.md`` are the default edition,
-committed, so that ``jupyter-book build book/`` on a fresh clone builds the whole book.
-
-A notebook that fails is kept (with its error) in the book, the other steps
-still run, and the command exits with status 1 naming it.
+``book/notebooks/``, ``book/results.csv`` and ``book/comparison.md`` are the committed default edition, so
+that a fresh clone builds the whole book. A notebook that fails is kept (with its error) in the book, the
+other steps still run, and the command exits with status 1 naming it.
 """
 import argparse
 import logging
@@ -31,31 +24,13 @@ import time
 import warnings
 from pathlib import Path
 
-from . import at_scale, edition, report
-from .edition import execute
+from . import at_scale, edition, notebook, report
+from .edition import BOOK, REPO, SOURCE, execute
 
-REPO = Path(__file__).resolve().parents[2]
-SOURCE = REPO / "notebooks"
-BOOK = REPO / "book"
-
-# The one list of notebooks, in the book's order (book/_toc.yml lists the same stems).
-NOTEBOOKS = [
-    "train",         # training a Coded ResNeXt and its ResNeXt twin
-    "codes",         # T-codes
-    "architecture",  # T-arch
-    "accuracy",      # T-acc
-    "removal",       # F-removal
-    "binary",        # F-binary, F-bindist
-    "activations",   # F-act
-    "early",         # F-early, T-agree
-    "calibration",   # T-calib
-    "ablations",     # F-mu, F-pdrop, T-exp, T-concat, T-detach, T-ratios
-    "cost",          # T-cost
-    # part "Beyond the paper" (issue 15)
-    "semantic_codes",  # B-semantic
-    "anytime",         # B-anytime
-    "conditional",     # B-conditional
-]
+# The one list of notebooks, in the book's order (book/_toc.yml lists the same stems; the ids each checks:
+# report.NOTEBOOK_OF); the last three are the part "Beyond the paper" (issue 15).
+NOTEBOOKS = ["train", "codes", "architecture", "accuracy", "removal", "binary", "activations", "early",
+             "calibration", "ablations", "cost", "semantic_codes", "anytime", "conditional"]
 
 
 def available(stems=None, source=SOURCE):
@@ -73,35 +48,20 @@ def available(stems=None, source=SOURCE):
 
 
 def stage_unexecuted(book=BOOK, source=SOURCE):
-    """Copy source notebooks into the book where no executed copy exists yet.
-
-    Lets the book show every chapter (code without outputs) before anything ran.
-    Returns the stems copied.
-    """
-    copied = []
+    """Copy source notebooks into the book where no executed copy exists yet, so that the book shows every
+    chapter (code without outputs) before anything ran; returns the stems copied."""
     target = Path(book) / "notebooks"
-    for path in available(source=source):
-        out = target / path.name
-        if not out.exists():
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, out)
-            copied.append(path.stem)
-    return copied
-
-
-def nb_runs_root(preset):
-    """The folder holding the chapters' run folders (``runs/``, or ``$CODED_RUNS``)."""
-    from .notebook import run_folder
-
-    return run_folder(preset).parent
+    target.mkdir(parents=True, exist_ok=True)
+    copied = [path for path in available(source=source) if not (target / path.name).exists()]
+    for path in copied:
+        shutil.copyfile(path, target / path.name)
+    return [path.stem for path in copied]
 
 
 def build_book(book=BOOK, quiet=False):
     """``jupyter-book build book/``; returns the path of index.html."""
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
-           "build", str(book), "--builder", "html"]
-    if quiet:
-        cmd.append("--quiet")
+           "build", str(book), "--builder", "html"] + (["--quiet"] if quiet else [])
     subprocess.run(cmd, check=True)
     return Path(book) / "_build" / "html" / "index.html"
 
@@ -123,18 +83,17 @@ def main(argv=None):
 
     start = time.time()
     failed = []
-    if args.no_execute:
+    if args.no_execute:  # nothing runs: the committed results stay as they are
         stage_unexecuted()
+        page = report.write_from_results(BOOK / report.RESULTS_CSV, BOOK / "comparison.md")
     else:
         paths = available(args.only)
         if not args.no_pretrain and not args.only:
             plan = at_scale.default_plan(args.preset)
-            print(f"training the chapters' runs ({sum(len(s.runs) for s in at_scale.stages(plan))}, "
-                  f"{plan.jobs} at once)", flush=True)
-            failed += [f"training {f}" for f in at_scale.train_all(plan, nb_runs_root(args.preset))]
+            print(f"training the chapters' runs, {plan.jobs} at once, into runs/ (or $CODED_RUNS)", flush=True)
+            failed += [f"training {f}" for f in at_scale.train_all(plan, notebook.run_folder(args.preset).parent)]
         prov = edition.provenance(args.preset)
-        # the plan: each chapter's wall time in the committed edition (its provenance), scaled by how this
-        # machine compares so far
+        # the plan: each chapter's wall time in the committed edition, scaled by how this machine compares so far
         planned = {p.stem: float(edition.read_provenance(p.stem).get("seconds") or 60) for p in paths}
         spent = done_planned = 0.0
         for i, path in enumerate(paths, 1):
@@ -147,10 +106,6 @@ def main(argv=None):
                   f"({time.time() - start:.0f} s so far, about {left / 60:.0f} min left)", flush=True)
             if not ok:
                 failed.append(path.stem)
-
-    if args.no_execute:  # nothing ran: the committed results stay as they are
-        page = report.write_from_results(BOOK / report.RESULTS_CSV, BOOK / "comparison.md")
-    else:
         page = report.write_comparison(None, BOOK / "comparison.md", only=args.only)
     print(f"wrote {page.relative_to(REPO)}", flush=True)
     for line in edition.stale():
