@@ -440,7 +440,7 @@ def test_conditional_sweep_table_says_the_gate_in_words_never_nan_or_inf():
                           "accuracy": [0.771, 0.771, 0.766, 0.7375], "fraction": [1.0, 1.0, 0.937, 0.749],
                           "seconds": [1.5, 1.46, 1.8, 1.54], "speedup": [1.0, 1.027, 0.833, 0.974]})
     t = sweep_table(sweep)
-    assert list(t.gate) == ["full model (no gate)", "gate, none taken", "confidence ≥ 0.189", "confidence ≥ 0.000"]
+    assert list(t.index) == ["full model (no gate)", "gate, none taken", "confidence ≥ 0.189", "confidence ≥ 0.000"]
     assert list(t["% gated"]) == [0.0, 0.0, 25.0, 100.0] and list(t["accuracy (%)"]) == [77.1, 77.1, 76.6, 73.75]
-    shown = t.astype(str).to_numpy().ravel()
+    shown = list(t.reset_index().astype(str).to_numpy().ravel())
     assert not any(s.lower() in ("nan", "inf", "-inf", "none") for s in shown)

@@ -157,7 +157,7 @@ def conditional_sweep(model, loader, fractions, gate_block: int = 0, top: int = 
 
 def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
     """``conditional_sweep`` as a reader's table: percentages, and the gate said in words where its threshold
-    is not a number to print (the full model's row has none; inf gates no image; 0 gates every one)."""
+    is not a number to print (the full model's row has none; inf gates no image; 0 gates every one), as its index."""
     def gate(t):
         if t is None or (isinstance(t, float) and math.isnan(t)):
             return "full model (no gate)"
@@ -166,4 +166,4 @@ def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"gate": [gate(t) for t in sweep.threshold], "% gated": (100 * sweep.gated).round(1),
                          "accuracy (%)": (100 * sweep.accuracy).round(2),
                          "% of the multiply-adds": (100 * sweep.fraction).round(1),
-                         "seconds": sweep.seconds.round(3), "speed-up": sweep.speedup.round(2)})
+                         "seconds": sweep.seconds.round(3), "speed-up": sweep.speedup.round(2)}).set_index("gate")
