@@ -33,9 +33,12 @@ data:
 setup: $(VENV)/.installed data
 
 # One torch thread per process: the suite runs subprocesses (resume, gloo, XLA) and notebook kernels,
-# and two processes each spinning two OpenMP threads on 2 cores were measured 5-20x slower.
+# and two processes each spinning two OpenMP threads on 2 cores were measured 5-20x slower. Two pytest
+# workers (pytest-xdist) keep both cores busy; --dist loadfile keeps each file, so each notebook's cells,
+# in one worker and in order.
 test: setup
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider \
+	  -n 2 --dist loadfile
 
 test-unit: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest tests -p no:cacheprovider
