@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..analysis.stats import critical_value
+from ..analysis.stats import critical_value, one_sample
 from . import paper
 
 PAPER, OURS, PLAIN = "tab:gray", "tab:blue", "tab:orange"
@@ -76,9 +76,9 @@ def _legend_below(ax, ncol: int = 1, **kw):
 
 def _seed_means(ax, table, x: str, column: str, **style):
     """Mean of ``column`` (a fraction) over the seeds at each ``x``, in %, with its 95 % interval (none: one seed)."""
-    g = table.groupby(x)[column].agg(["mean", "std", "count"])
-    err = [100 * half_width(s / math.sqrt(n), n - 1) if n > 1 else 0.0 for s, n in zip(g["std"], g["count"])]
-    return ax.errorbar(g.index, 100 * g["mean"], yerr=err, marker="o", capsize=3, **style)
+    at = {v: d[column] for v, d in table.groupby(x)}
+    err = [100 * half_width(one_sample(d).se, len(d) - 1) if len(d) > 1 else 0.0 for d in at.values()]
+    return ax.errorbar(list(at), [100 * d.mean() for d in at.values()], yerr=err, marker="o", capsize=3, **style)
 
 
 def accuracy_gains(curves, gain: float, half: float, data: str):
