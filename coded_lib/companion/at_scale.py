@@ -557,8 +557,8 @@ def page_markdown(manifest: dict | None, plan: Plan = PLAN) -> str:
         return "pending" if x is None else f"{x / 60:.1f}"
 
     rows = ["| stage | wall time (min) | planned (min) | CPU |", "|---|---|---|---|"]
-    rows += [f"| {s['name']} | {minutes(s['wall_s'])} | {s['planned_s'] / 60:.1f} | {s.get('cpu') or ''} |"
-             for s in manifest["stages"]]
+    rows += [f"| {s['name']} | {minutes(s['wall_s'])}{f' (+ {len(r)} runs of an earlier sitting)' if (r := s.get('resumed')) else ''}"
+             f" | {s['planned_s'] / 60:.1f} | {s.get('cpu') or ''} |" for s in manifest["stages"]]
     pending = [s["name"] for s in manifest["stages"] if s["wall_s"] is None]
     if pending:
         head += ["```{admonition} In progress", ":class: warning",
