@@ -11,6 +11,7 @@ Both are fitted on the negative log-likelihood of a held-out part of the validat
 plain gradient descent (torch.optim.SGD without momentum), lr 0.1, 600 steps, from T = 1 and
 tau = 0, as the appendix says. They are judged by the expected and maximum calibration errors
 (ECE, MCE) with M = 15 equal-width bins, averaged over 41 random class-balanced splits.
+`bootstrap_changes` resamples the images to give h_aug - h_T's mean over the splits an SE.
 """
 import numpy as np
 import pandas as pd
@@ -171,24 +172,21 @@ def class_balanced_split(targets, fraction, generator=None):
     return torch.cat(fit).sort().values, torch.cat(test).sort().values
 
 
-def calibration_splits(logits, targets, early_preds, fit_fractions=(0.25, 0.5), n_splits=41,
-                       n_bins=15, steps=600, lr=0.1, seed=0):
-    """ECE and MCE of h_T and h_aug on every random split (Table 6 of the appendix).
+def _split_confidences(logits, targets, early_preds, fit_fractions, n_splits, steps, lr, seed):
+    """Check the inputs, then return (correct [S], an iterator of (fraction, split, test indices, confs)).
 
-    logits [S, K] final logits, targets [S], early_preds [S, L] early decoders' predictions.
-    For each fit fraction and each of `n_splits` class-balanced random splits, both calibrators
-    are fitted on the fit part and evaluated on the rest; the uncalibrated softmax (T = 1) is
-    evaluated too. Returns a long DataFrame: fit_fraction, split, method
-    ("uncalibrated" | "h_T" | "h_aug"), ece, mce (fractions), T.
+    For each fit fraction and each of ``n_splits`` class-balanced random splits (drawn from one
+    torch generator seeded with ``seed``, in that order), h_T and h_aug are fitted on the fit part;
+    ``confs`` maps "uncalibrated" | "h_T" | "h_aug" to (top-1 confidences on the test images, T).
+    The one source of splits and fitted calibrators for `calibration_splits` and
+    `bootstrap_changes`: the same seed gives both the same splits and fits.
     """
     logits, targets = _check_logits(logits, targets)
     early_preds = torch.as_tensor(early_preds).long()
     if early_preds.ndim != 2 or early_preds.shape[0] != logits.shape[0]:
         raise ValueError(f"early_preds must be [S, L] with S = {logits.shape[0]}, got {tuple(early_preds.shape)}")
     preds = logits.argmax(1)
-    correct = preds == targets
     agree = (early_preds == preds[:, None]).to(torch.float32)
-    gen = torch.Generator().manual_seed(seed)
     counts = torch.bincount(targets)
     counts = counts[counts > 0]
     for frac in fit_fractions:
@@ -199,33 +197,128 @@ def calibration_splits(logits, targets, early_preds, fit_fractions=(0.25, 0.5), 
             raise ValueError(f"fit_fraction={frac} of {len(targets)} samples ({counts.min().item()}-{counts.max().item()} "
                              f"per class) leaves {'no sample to fit' if n_fit == 0 else 'no sample to test'}; "
                              "use more samples or another fit fraction")
+
+    def generate():
+        gen = torch.Generator().manual_seed(seed)
+        for frac in fit_fractions:
+            splits = [class_balanced_split(targets, frac, gen) for _ in range(n_splits)]
+            # Every split has the same per-class counts, hence the same size: the n_splits fits
+            # stack into one batched descent.
+            fit = torch.stack([f for f, _ in splits])
+            # Chunks bound the memory of the stacked [P, S_fit, K] logits (ImageNet-sized sets).
+            chunk = max(1, _MAX_FIT_ELEMENTS // fit[0].numel() // logits.shape[1])
+            T, T_a, tau = [], [], []
+            for f in fit.split(chunk):
+                T.append(_fit(logits[f], targets[f], None, steps, lr)[0])
+                t_a, ta = _fit(logits[f], targets[f], agree[f], steps, lr)
+                T_a.append(t_a)
+                tau.append(ta)
+            T, T_a, tau = torch.cat(T), torch.cat(T_a), torch.cat(tau)
+            for split, (_, test) in enumerate(splits):
+                z = logits[test]
+                t_aug = aug_temperature(T_a[split], tau[split], agree[test])
+                yield frac, split, test, {
+                    "uncalibrated": (z.softmax(1).amax(1), 1.0),
+                    "h_T": ((z / T[split]).softmax(1).amax(1), float(T[split])),
+                    "h_aug": ((z / t_aug[:, None]).softmax(1).amax(1), float(T_a[split])),
+                }
+    return preds == targets, generate()
+
+
+def calibration_splits(logits, targets, early_preds, fit_fractions=(0.25, 0.5), n_splits=41,
+                       n_bins=15, steps=600, lr=0.1, seed=0):
+    """ECE and MCE of h_T and h_aug on every random split (Table 6 of the appendix).
+
+    logits [S, K] final logits, targets [S], early_preds [S, L] early decoders' predictions.
+    For each fit fraction and each of `n_splits` class-balanced random splits, both calibrators
+    are fitted on the fit part and evaluated on the rest; the uncalibrated softmax (T = 1) is
+    evaluated too. Returns a long DataFrame: fit_fraction, split, method
+    ("uncalibrated" | "h_T" | "h_aug"), ece, mce (fractions), T.
+    """
+    correct, splits = _split_confidences(logits, targets, early_preds, fit_fractions, n_splits, steps, lr, seed)
     rows = []
-    for frac in fit_fractions:
-        splits = [class_balanced_split(targets, frac, gen) for _ in range(n_splits)]
-        # Every split has the same per-class counts, hence the same size: the n_splits fits
-        # stack into one batched descent.
-        fit = torch.stack([f for f, _ in splits])
-        # Chunks bound the memory of the stacked [P, S_fit, K] logits (ImageNet-sized sets).
-        chunk = max(1, _MAX_FIT_ELEMENTS // fit[0].numel() // logits.shape[1])
-        T, T_a, tau = [], [], []
-        for f in fit.split(chunk):
-            T.append(_fit(logits[f], targets[f], None, steps, lr)[0])
-            t_a, ta = _fit(logits[f], targets[f], agree[f], steps, lr)
-            T_a.append(t_a)
-            tau.append(ta)
-        T, T_a, tau = torch.cat(T), torch.cat(T_a), torch.cat(tau)
-        for split, (_, test) in enumerate(splits):
-            z = logits[test]
-            t_aug = aug_temperature(T_a[split], tau[split], agree[test])
-            confs = {
-                "uncalibrated": (z.softmax(1).amax(1), 1.0),
-                "h_T": ((z / T[split]).softmax(1).amax(1), float(T[split])),
-                "h_aug": ((z / t_aug[:, None]).softmax(1).amax(1), float(T_a[split])),
-            }
-            for method, (conf, t) in confs.items():
-                ece, mce = calibration_errors(conf, correct[test], n_bins)
-                rows.append({"fit_fraction": frac, "split": split, "method": method, "ece": ece, "mce": mce, "T": t})
+    for frac, split, test, confs in splits:
+        for method, (conf, t) in confs.items():
+            ece, mce = calibration_errors(conf, correct[test], n_bins)
+            rows.append({"fit_fraction": frac, "split": split, "method": method, "ece": ece, "mce": mce, "T": t})
     return pd.DataFrame(rows)
+
+
+def _weighted_errors(weights, confidence, correct, n_bins):
+    """ECE and MCE [B] of one set of confidences under B weightings of its samples (weights [B, n]).
+
+    With integer weights (bootstrap counts) these are `calibration_errors` of the sample in which
+    sample j appears weights[b, j] times: per bin, the weighted count, number correct and sum of
+    confidences are one matrix product of the weights with a one-hot [n, M] bin matrix (the bins of
+    `reliability_table`). ECE = sum_m |sum w*correct - sum w*conf| / sum w; MCE the largest
+    |accuracy - confidence| over the bins of positive weight. NaN where a weighting is all zero.
+    """
+    conf = torch.as_tensor(confidence, dtype=torch.float64).flatten()
+    edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64)
+    idx = torch.bucketize(conf, edges[1:-1], right=False).numpy()  # as in reliability_table
+    onehot = np.zeros((len(idx), n_bins))
+    onehot[np.arange(len(idx)), idx] = 1.0
+    per_bin = np.concatenate([onehot, onehot * np.asarray(correct, float)[:, None], onehot * conf.numpy()[:, None]], 1)
+    count, n_correct, sum_conf = np.split(weights @ per_bin, 3, axis=1)  # each [B, M]
+    gap = np.abs(n_correct - sum_conf)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ece = gap.sum(1) / count.sum(1)
+        mce = np.where(count > 0, gap / np.where(count > 0, count, 1.0), -np.inf).max(1)
+    return ece, np.where(np.isfinite(mce), mce, np.nan)
+
+
+def bootstrap_changes(logits, targets, early_preds, fit_fractions=(0.25, 0.5), n_splits=41, n_boot=1000,
+                      n_bins=15, steps=600, lr=0.1, seed=0, boot_seed=0, weights=None):
+    """A bootstrap over the images of h_aug - h_T's ECE and MCE, averaged over the splits (Table 6).
+
+    The splits and the fitted calibrators h_T (Eq. 10) and h_aug (Eq. 11) are those of
+    `calibration_splits` with the same arguments and ``seed``. What is resampled is the set of
+    S images: each replicate draws S images with replacement (multinomial counts over all S, from
+    a numpy generator seeded with ``boot_seed``), once, and the same counts weight every split's
+    test images, so the overlap of the splits' test sets is kept. Per replicate and fit fraction,
+    the ECE and MCE of both calibrators are computed on each split's test images weighted by the
+    counts, and h_aug - h_T is averaged over the splits. What is held fixed is the calibrators:
+    they are not refitted on the resampled images, so the noise of fitting T and tau is not in
+    this bootstrap (the spread over the splits shows that). With all counts 1 a replicate is the
+    mean over the splits of `calibration_splits`' differences.
+
+    ``weights`` [B, S] (optional): the images' weights per replicate instead of the multinomial
+    draws (then B replicates, ``n_boot`` unused); e.g. all ones, or counts drawn elsewhere.
+    Returns a DataFrame: fit_fraction, replicate, ece_change, mce_change (fractions, not %);
+    the SD of a change over the replicates is the SE of its mean over the splits. (A replicate that
+    draws none of a split's test images, possible only with a handful of them, gives NaN.)
+    """
+    _check_bins(n_bins)
+    if not isinstance(n_splits, int) or n_splits < 1:
+        raise ValueError(f"n_splits must be a positive int, got {n_splits!r}")
+    correct, splits = _split_confidences(logits, targets, early_preds, fit_fractions, n_splits, steps, lr, seed)
+    S = len(correct)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.ndim != 2 or weights.shape[1] != S or not np.all(np.isfinite(weights) & (weights >= 0)):
+            raise ValueError(f"weights must be [B, S = {S}] finite and >= 0, got shape {weights.shape}")
+        n_boot = len(weights)
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive int, got {n_boot!r}")
+    # the fits (once); per split only what the errors need: test indices, correct, h_T's and h_aug's confidences
+    splits = [(test.numpy(), correct[test].numpy(), c["h_T"][0], c["h_aug"][0]) for _, _, test, c in splits]
+    rng = np.random.default_rng(boot_seed)
+    change = np.zeros((2, len(fit_fractions), n_boot))  # (ECE, MCE), fit fraction, replicate
+    chunk = max(1, _MAX_FIT_ELEMENTS // S)  # replicates at a time: bounds the [replicates, S] counts
+    for lo in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - lo)
+        if weights is None:
+            counts = rng.multinomial(S, np.full(S, 1.0 / S), size=b).astype(np.float64)
+        else:
+            counts = weights[lo:lo + b]
+        for i, (test, test_correct, conf_t, conf_aug) in enumerate(splits):
+            w = counts[:, test]  # the same draw of the images weights every split's test set
+            ece_t, mce_t = _weighted_errors(w, conf_t, test_correct, n_bins)
+            ece_a, mce_a = _weighted_errors(w, conf_aug, test_correct, n_bins)
+            change[:, i // n_splits, lo:lo + len(counts)] += np.stack([ece_a - ece_t, mce_a - mce_t]) / n_splits
+    return pd.DataFrame({"fit_fraction": np.repeat(np.asarray(fit_fractions, float), n_boot),
+                         "replicate": np.tile(np.arange(n_boot), len(fit_fractions)),
+                         "ece_change": change[0].ravel(), "mce_change": change[1].ravel()})
 
 
 def calibration_experiment(logits, targets, early_preds, fit_fractions=(0.25, 0.5), n_splits=41,

@@ -444,3 +444,27 @@ def test_conditional_sweep_table_says_the_gate_in_words_never_nan_or_inf():
     assert list(t["% gated"]) == [0.0, 0.0, 25.0, 100.0] and list(t["accuracy (%)"]) == [77.1, 77.1, 76.6, 73.75]
     shown = list(t.reset_index().astype(str).to_numpy().ravel())
     assert not any(s.lower() in ("nan", "inf", "-inf", "none") for s in shown)
+
+
+def test_linear_reference_is_logistic_regression_on_the_runs_own_images(tmp_path):
+    """analysis.reference against sklearn fitted here on the raw uint8 files / 255 (no transform undone)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from coded_lib.analysis.reference import linear_accuracy
+    from coded_lib.train import data
+    from coded_lib.train.presets import get_config
+
+    cfg = get_config("fashion_mnist", train_subset=300, val_subset=200, seed=1)
+    train, val = data.load("fashion_mnist", "train"), data.load("fashion_mnist", "val")
+    i = data.balanced_subset(data.targets_of(train), 300, 1)  # the run's training images: its seed
+    j = data.balanced_subset(data.targets_of(val), 200, 0)  # its validation images: seed 0 for every run
+    x = train.images[i].flatten(1).numpy() / 255
+    xv = val.images[j].flatten(1).numpy() / 255
+    y, yv = np.asarray(train.targets)[i], np.asarray(val.targets)[j]
+    expected = LogisticRegression(C=1.0, max_iter=1000).fit(x, y).score(xv, yv)
+    assert linear_accuracy(cfg, tmp_path) == pytest.approx(expected, abs=1e-12)
+    # kept per data: a second call reads the file
+    assert (tmp_path / "linear_reference.json").exists()
+    assert linear_accuracy(cfg, tmp_path) == linear_accuracy(cfg, tmp_path)
+    assert len(__import__("json").loads((tmp_path / "linear_reference.json").read_text())) == 1
+    assert linear_accuracy(SimpleNamespace(dataset="imagenet"), tmp_path) is None  # no fit of 150,528 pixels

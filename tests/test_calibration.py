@@ -5,8 +5,9 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
 
-from coded_lib.calibration import (aug_temperature, calibration_errors, calibration_experiment, class_balanced_split,
-                                   fit_aug_temperature, fit_temperature, reliability_table)
+from coded_lib.calibration import (_weighted_errors, aug_temperature, bootstrap_changes, calibration_errors,
+                                   calibration_experiment, calibration_splits, class_balanced_split, fit_aug_temperature,
+                                   fit_temperature, reliability_table)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -165,3 +166,95 @@ def test_calibration_experiment_table():
     # the planted over-confidence is large: temperature scaling must cut the ECE
     assert by[(0.5, "h_T")] < by[(0.5, "uncalibrated")] / 2
     assert by[(0.25, "h_aug")] < by[(0.25, "uncalibrated")] / 2
+
+
+# --- the bootstrap over the images (T-calib's SE) ---------------------------------------------------
+
+def grouped(n, seed):
+    """Float32 logits over-confident by 3 where early decoder 0 agrees and by 1.5 elsewhere (h_aug has
+    something to fit), labels, and two early decoders' predictions."""
+    logits, y = planted(n, 10, 1.0, seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    agree = torch.rand(n, 2, generator=g) < 0.6
+    logits = logits * (1.5 * (1 + agree[:, 0].double()))[:, None]
+    pred = logits.argmax(1)
+    early = torch.where(agree, pred[:, None], (pred[:, None] + 1 + torch.arange(2)) % 10)
+    return logits.float(), y, early
+
+
+def test_weighted_errors_are_those_of_the_duplicated_sample():
+    rng = np.random.default_rng(8)
+    conf = rng.uniform(0.05, 1.0, 300) ** 0.5
+    correct = rng.uniform(size=300) < conf - 0.1
+    counts = rng.poisson(1.0, size=(4, 300))  # zeros, ones and repeats, as a bootstrap draws them
+    ece, mce = _weighted_errors(counts.astype(float), conf, correct, 15)
+    for b in range(4):
+        dup = np.repeat(np.arange(300), counts[b])  # sample j written counts[b, j] times
+        assert (ece[b], mce[b]) == pytest.approx(calibration_errors(conf[dup], correct[dup], 15), abs=1e-12)
+        assert (ece[b], mce[b]) == pytest.approx(naive_ece_mce(conf[dup], correct[dup], 15), abs=1e-12)
+
+
+def test_bootstrap_with_weights_one_is_the_mean_change_over_the_splits():
+    logits, y, early = grouped(600, seed=9)
+    splits = calibration_splits(logits, y, early, (0.25, 0.5), n_splits=4, steps=80, seed=3)
+    per = splits.pivot_table(index=["fit_fraction", "split"], columns="method", values=["ece", "mce"])
+    boot = bootstrap_changes(logits, y, early, (0.25, 0.5), n_splits=4, steps=80, seed=3, weights=np.ones((2, 600)))
+    for frac in (0.25, 0.5):
+        b = boot[boot.fit_fraction == frac]
+        for m in ("ece", "mce"):
+            mean = (per[(m, "h_aug")] - per[(m, "h_T")])[frac].mean()
+            assert abs(mean) > 1e-4  # a real difference, not 0 = 0
+            assert b[f"{m}_change"].tolist() == pytest.approx([mean, mean], abs=1e-9)
+
+
+def test_bootstrap_matches_a_naive_loop_over_repeated_images():
+    # independently: one fit per split, T_aug by its formula, and per replicate calibration_errors of
+    # each split's test images written as many times as the replicate drew them
+    logits, y, early = grouped(120, seed=10)
+    rng = np.random.default_rng(11)
+    counts = np.vstack([rng.multinomial(120, np.full(120, 1 / 120), size=3), np.ones(120, int)])
+    boot = bootstrap_changes(logits, y, early, (0.25, 0.5), n_splits=3, steps=40, seed=5, weights=counts)
+    gen = torch.Generator().manual_seed(5)
+    agree = early == logits.argmax(1)[:, None]
+    correct = (logits.argmax(1) == y).numpy()
+    for frac in (0.25, 0.5):
+        sums = np.zeros((len(counts), 2))
+        for _ in range(3):
+            fit, test = class_balanced_split(y, frac, gen)
+            T = fit_temperature(logits[fit], y[fit], steps=40)
+            T_a, tau = fit_aug_temperature(logits[fit], y[fit], agree[fit], steps=40)
+            t_aug = T_a * (1 + agree[test].float().numpy() @ tau)
+            conf_t = (logits[test] / T).softmax(1).amax(1).numpy()
+            conf_a = (logits[test] / torch.from_numpy(t_aug)[:, None]).softmax(1).amax(1).numpy()
+            for b, c in enumerate(counts):
+                dup = np.repeat(test.numpy(), c[test.numpy()])
+                rows = [calibration_errors(conf[np.searchsorted(test.numpy(), dup)], correct[dup])
+                        for conf in (conf_t, conf_a)]
+                sums[b] += np.subtract(rows[1], rows[0])
+        b = boot[boot.fit_fraction == frac]
+        assert b.ece_change.to_numpy() == pytest.approx(sums[:, 0] / 3, abs=1e-6)
+        assert b.mce_change.to_numpy() == pytest.approx(sums[:, 1] / 3, abs=1e-6)
+
+
+def test_bootstrap_spread_shrinks_with_the_number_of_images():
+    sd = {}
+    for n in (400, 6400):
+        logits, y, early = grouped(n, seed=12)
+        boot = bootstrap_changes(logits, y, early, (0.5,), n_splits=4, n_boot=300, steps=60, boot_seed=1)
+        sd[n] = boot.ece_change.std()
+        assert len(boot) == 300 and boot.replicate.tolist() == list(range(300))
+    # an SE over images: about √16 = 4 (2.8 to 4.0 over seeds 12 to 15; ECE's |·| makes it a little less)
+    assert 2.2 < sd[400] / sd[6400] < 6
+
+
+def test_bootstrap_is_seeded_and_checks_its_weights():
+    logits, y, early = grouped(200, seed=13)
+    args = dict(fit_fractions=(0.5,), n_splits=2, n_boot=20, steps=10)
+    a, b = bootstrap_changes(logits, y, early, **args), bootstrap_changes(logits, y, early, **args)
+    assert a.equals(b) and not a.equals(bootstrap_changes(logits, y, early, **args, boot_seed=1))
+    # the draws are the docstring's: n_boot multinomial counts over the 200 images, one set for all splits
+    counts = np.random.default_rng(0).multinomial(200, np.full(200, 1 / 200), size=20)
+    assert np.allclose(a[["ece_change", "mce_change"]], bootstrap_changes(logits, y, early, **args, weights=counts)
+                       [["ece_change", "mce_change"]], atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="weights"):
+        bootstrap_changes(logits, y, early, **args, weights=np.ones((3, 199)))

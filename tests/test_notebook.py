@@ -122,6 +122,24 @@ def test_folder_writes_figures_tables_and_results(tmp_path):
         ("T-acc", "+1.00", "Fashion-MNIST: 10 images", "other scale", "inconclusive", "within noise", "")]
 
 
+def test_a_verdict_from_a_network_below_the_linear_reference_is_recorded_at_this_scale(tmp_path, monkeypatch):
+    """Folder.record weighs the network's accuracy against analysis.reference on the folder's data (a tiny
+    subset: logistic regression on 100 images is far above 5 % and far below 99.9 %)."""
+    monkeypatch.setenv("CODED_RUNS", str(tmp_path))  # where the reference is kept
+    cfg = presets.get_config("fashion_mnist", train_subset=100, val_subset=50)
+    out = nb.Folder(tmp_path / "ablations", data="FM", scale="tiny", config=cfg)
+    out.record("F-act", paper.quantities("F-act")[0], "x", verdict=paper.HOLDS, note="t = 5", accuracy=0.05)
+    out.record("F-early", paper.quantities("F-early")[0], "y", verdict=paper.FAILS, note="t = −5", accuracy=0.999)
+    out.record("T-arch", paper.quantities("T-arch")[0], "z", verdict=paper.HOLDS, accuracy=0.05)  # a count
+    rows = report.read_results(tmp_path / "ablations" / "results.csv")
+    reference = float(rows[0]["reference"])
+    assert 0.3 < reference < 0.95 and rows[1]["reference"] == rows[0]["reference"]
+    assert [(r["verdict"], r["accuracy"]) for r in rows] == [
+        (paper.AT_SCALE, "0.0500"), (paper.FAILS, "0.9990"), (paper.HOLDS, "")]
+    assert rows[0]["note"].startswith("t = 5; the network's 5.0 % is below a linear classifier's")
+    assert (tmp_path / "linear_reference.json").exists()
+
+
 def test_descriptions_name_data_and_scale():
     cfg = presets.get_config("fashion_mnist")
     assert nb.describe_data(cfg) == (f"Fashion-MNIST: {cfg.train_subset} training images, "

@@ -5,6 +5,7 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -41,35 +42,38 @@ def test_scale_figure_from_a_small_table():
 
 # --- the chapters' figures: labelled axes, one mark per row given, legends off the data -------------
 
-def _drawn(fig):
-    fig.canvas.draw()
-    return fig
-
-
-def _data_boxes(ax):
-    """Window extents of the data an axes draws (lines, markers, bars, error bars, boxes, histograms), cut to the axes
-    (the data is clipped there; a histogram's zeros on a log axis reach far below it)."""
-    from matplotlib.transforms import Bbox
-
-    artists = [a for a in [*ax.lines, *ax.patches, *ax.collections] if a.get_visible()]
-    boxes = [Bbox.intersection(a.get_window_extent(), ax.get_window_extent()) for a in artists]
-    return [b for b in boxes if b is not None]
-
-
-def _legends(fig):
-    return [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
-
-
 def _assert_legends_off_the_data(fig):
-    _drawn(fig)
-    legends = _legends(fig)
-    assert legends, "a figure with series says which is which"
-    for legend in legends:
-        box = legend.get_window_extent()
-        for ax in fig.axes:
-            for data in _data_boxes(ax):
-                overlap = (min(box.x1, data.x1) - max(box.x0, data.x0), min(box.y1, data.y1) - max(box.y0, data.y0))
-                assert not (overlap[0] > 1 and overlap[1] > 1), (legend.texts[0].get_text(), ax.get_title())
+    assert fig.legends or any(ax.get_legend() for ax in fig.axes), "a figure with series says which is which"
+    assert not plots.legend_overlaps(fig), plots.legend_overlaps(fig)
+
+
+def test_a_legend_over_the_data_is_found():
+    """The check the figures above pass: a legend over the plotted points, bars, error bars, dots or a filled
+    area is named; one in the empty corner of a line's bounding box (off its points), or below the axes, is not."""
+    x = np.linspace(0, 1, 200)
+    fig, (line_ax, bar_ax) = plt.subplots(1, 2, figsize=(7.6, 3))
+    line_ax.plot(x, x ** 2, label="x²")
+    line_ax.errorbar([0.2, 0.8], [0.1, 0.1], yerr=0.05, ls="none", label="error bars")
+    line_ax.legend(loc="upper left")  # the empty corner above the parabola
+    bar_ax.bar(range(5), [4, 5, 6, 5, 4], label="bars")
+    bar_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below the axes
+    assert plots.legend_overlaps(fig) == []
+    bar_ax.set_title("bars")
+    bar_ax.legend(loc="center")
+    assert plots.legend_overlaps(fig) == ["bars: legend 'bars' covers Rectangle"]
+    line_ax.legend(loc="lower left")  # over the parabola's start and the left error bar
+    assert plots.legend_overlaps(fig) == ["axes 1: legend 'x²' covers Line2D 'x²'",
+                                          "axes 1: legend 'x²' covers LineCollection",
+                                          "bars: legend 'bars' covers Rectangle"]
+    rng = np.random.default_rng(0)
+    for plant in (lambda ax: ax.scatter(*rng.random((2, 300)), label="dots"),
+                  lambda ax: ax.fill_between(x, 0.2, 0.8, label="band")):
+        fig, ax = plt.subplots()
+        artist = plant(ax)
+        ax.legend(loc="center")
+        name = f"{type(artist).__name__} {artist.get_label()!r}"
+        assert plots.legend_overlaps(fig) == [f"axes 1: legend {artist.get_label()!r} covers {name}"]
+    plt.close("all")
 
 
 def _assert_labelled(axes):

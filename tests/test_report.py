@@ -4,6 +4,7 @@ import html
 import importlib.util
 import itertools
 import re
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -81,6 +82,21 @@ def test_paper_rows_rejects_unknown_id():
         paper.rows("T-nope")
 
 
+def test_paper_toml_rows_fill_their_placeholders_and_keep_the_numbers():
+    # paper.toml holds every row but the six scheme rows of T-codes (made from paper.SCHEMES)
+    rows = tomllib.loads((REPO / "coded_lib" / "companion" / "paper.toml").read_text(encoding="utf-8"))["row"]
+    assert len(rows) + len(paper.SCHEMES) == len(paper.PAPER) == 48
+    assert not [v for r in paper.PAPER for v in r.values() if isinstance(v, str) and ("{" in v or "}" in v)]
+    # a few numbers typed from SPEC §2; T-calib's pairs come back as tuples
+    assert paper.value("T-acc", paper.ACC, "CIFAR-10") == {"coded": 94.41, "resnext": 93.66}
+    assert paper.value("T-calib", paper.CALIB.format("25/75"), "CIFAR-100") == {"h_T": (1.75, 10.28),
+                                                                                "h_aug": (1.71, 9.31)}
+    assert [r["value"] for r in paper.rows("F-early")] == [[2.38, 8.12, 12.7, 12.8, 14.0, 17.0, 26.5, 65.1, 73.4],
+                                                           [4.6, 22.0, 32.0, 37.3, 40.0, 43.8, 55.6, 72.5, 75.7]]
+    assert paper.rule("T-acc", paper.GAIN).startswith(f"coded − plain top-1 over ≥ {paper.MIN_SEEDS} seeds each: Welch")
+    assert "SE from a bootstrap over the test images" in paper.rule("T-calib", paper.CALIB.format("25/75"))
+
+
 # ------------------------------------------------------------------ verdicts
 
 def test_combine_and_its_errors():
@@ -105,16 +121,20 @@ def test_record_writes_the_documented_columns_and_upserts(tmp_path):
     report.record(run, "T-acc", paper.ACC, "88.10 vs 87.50", *FM)
     report.record(run, "F-removal", "accuracy vs k removed subNNs, active vs inactive", [0.8, 0.7], *FM,
                   verdict="holds", note="drops by 10")
-    report.record(run, "T-acc", paper.ACC, "88.20 vs 87.40", *FM, seeds=3)
+    report.record(run, "T-acc", paper.ACC, "88.20 vs 87.40", *FM, seeds=3, accuracy=0.874, reference=0.8123456)
     rows = _csv_rows(run / "results.csv")
-    assert rows[0] == ["id", "quantity", "ours", "data", "scale", "verdict", "note", "seeds"]
+    assert rows[0] == ["id", "quantity", "ours", "data", "scale", "verdict", "note", "seeds", "accuracy", "reference"]
     assert rows[1:] == [
-        ["T-acc", paper.ACC, "88.20 vs 87.40", FM[0], FM[1], "", "", "3"],
+        ["T-acc", paper.ACC, "88.20 vs 87.40", FM[0], FM[1], "", "", "3", "0.8740", "0.8123"],
         ["F-removal", "accuracy vs k removed subNNs, active vs inactive", "0.8, 0.7", FM[0], FM[1], "holds",
-         "drops by 10", ""],
+         "drops by 10", "", "", ""],
     ]
     back = report.read_results(run / "results.csv")
     assert back[1]["verdict"] == "holds" and back[0]["seeds"] == "3"
+    # a file written before the accuracy columns existed (a committed edition's) reads them as empty
+    with open(run / "results.csv", "w", newline="") as f:
+        csv.writer(f).writerows(r[:8] for r in rows)
+    assert [(r["accuracy"], r["reference"]) for r in report.read_results(run / "results.csv")] == [("", "")] * 2
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -125,6 +145,8 @@ def test_record_writes_the_documented_columns_and_upserts(tmp_path):
     (dict(verdict="yes"), "verdict"),
     (dict(seeds=0), "seeds"),
     (dict(seeds=True), "seeds"),
+    (dict(accuracy=78.9), "accuracy"),
+    (dict(reference=-0.1), "reference"),
 ])
 def test_record_rejects_bad_rows(tmp_path, kwargs, match):
     args = dict(run_dir=tmp_path, id="T-acc", quantity=paper.ACC, ours=1.0, data=FM[0], scale=FM[1])
@@ -209,7 +231,7 @@ def test_claim_lines_one_per_judged_result_and_counts(tmp_path):
     counts = report.verdict_counts(report.gather(tmp_path))
     n_claims = len(paper.claims())
     # T-arch's mini-network row matches the paper's "total parameters" claim by prefix
-    assert counts == {"holds": 2, "does not hold": 1, "inconclusive": 1, "not run here": n_claims - 3}
+    assert counts == {"holds": 2, "does not hold": 1, "inconclusive": 1, paper.AT_SCALE: 0, "not run here": n_claims - 3}
     names = report.run_names(report.gather(tmp_path))
     assert list(names.values()) == ["R1", "R2", "R3"] and ("FM", "mini", "1") in names
 
@@ -270,6 +292,17 @@ def test_dashboard_opens_with_the_compact_table_and_spans_the_whole_reproduce():
     assert "(2026-12-01 06:25 to 2026-12-01 06:46)" in text  # the last chapter's start plus its 16 minutes
     assert text.index("```{contents}") < text.index("## At a glance")
     assert ":::{dropdown} The claims table" in text and ":::{dropdown} Every number" in text
+
+
+def test_glance_says_the_accuracy_of_the_weakest_network_beside_its_verdict():
+    # two rows of one claim from networks at 90.00 % and 78.94 %: the claim's cell names 78.9 % and its linear 81.0 %
+    q = paper.quantities("F-removal")[0]
+    rows = [dict(id="F-removal", quantity=f"{q}, block {b}", ours="x", data="FM", scale="mini", verdict=v, note="",
+                 seeds="", accuracy=a, reference="0.8100")
+            for b, a, v in ((3, "0.9000", paper.HOLDS), (2, "0.7894", paper.AT_SCALE))]
+    glance = report.comparison_markdown(rows).split("## At a glance")[1].split("## ")[0]
+    assert "  - {bdg-info}`inconclusive at this scale` network 78.9 % (linear 81.0 %)" in glance
+    assert "1 inconclusive at this scale" in glance
 
 
 def test_page_without_runs_folder(tmp_path):

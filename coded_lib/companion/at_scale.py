@@ -10,9 +10,8 @@ skips those done (state in ``<runs>/at_scale_state.json``: a killed command is s
 trainings resume from their checkpoints). One runner holds a runs folder at a time. Training stages run
 ``python -m coded_lib.train`` processes, ``Plan.jobs`` at once, with a progress bar and the time left of the
 stage and of the whole; analysis stages execute ``notebooks/`` with papermill on those runs (``CODED_RUNS``).
-After the last stage, ``<out>`` receives the executed chapters, the runs' small files (no checkpoint), the
-seed-0 networks' weights (safetensors) and ``manifest.json`` (commit, device, CPU, versions, command, each
-stage's wall time, the weights' SHA-256); until then the part's page says that it has not been run.
+After the last stage, ``finish`` writes into ``<out>`` the executed chapters, the runs' small files, the seed-0
+networks' weights and ``manifest.json``; until then the part's page says that it has not been run.
 Between two sittings, ``snapshot`` puts what resuming needs into ``<out>/resume/`` and ``run`` restores it.
 """
 from __future__ import annotations
@@ -31,7 +30,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -41,14 +40,13 @@ from ..train import load_run
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from ..train.data import FASHION_FILES, _idx_file, find_fashion_mnist
 from ..train.lock import FolderBusy, FolderLock
-from ..train.loop import CHECKPOINT, CHECKPOINT_KEYS
+from ..train.loop import CHECKPOINT, CHECKPOINT_KEYS, _atomic_write_text
 from ..train.presets import get_config
 from . import edition, notebook as nb
 from .edition import MANIFEST, RUN_FILES, SOURCE, STATE, cpu_info, device_name, execute, sha256, source_commit
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "book" / "at_scale"
-STAGE_LIMIT_S = 8 * 60
 # Files of a run folder that the edition keeps (small text files); checkpoints and figures stay behind
 # (the figures are in the executed notebooks).
 KEPT = ("config.json", "metrics.csv", "results.csv", "tables/*.csv")
@@ -64,31 +62,26 @@ class Stage:
     name: str
     runs: tuple = ()       # (preset, overrides) pairs trained by this stage
     notebooks: tuple = ()  # notebook stems executed by this stage
-    planned_s: float = 0.0  # planned seconds on one H100
+    planned_s: float = 0.0  # planned seconds on the edition's machine
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What an edition trains and executes. ``parameters``: papermill parameters per notebook (the ablation
-    runs are read from those of ``ablations``). Planning: ``seconds_per_run_epoch`` (one run-epoch, ``jobs``
-    runs at once), ``seconds_per_run`` (a process start, compilation), ``notebook_s`` (each notebook).
-    ``runtime``: Config fields that change neither result nor folder (``compile``); ``threads``: OMP threads
-    per training. ``extra``: more (stage name, runs) trainings. A training stage planned over
-    ``stage_limit_s`` is cut into parts, so that a kill loses at most one stage's work. ``order``: the stages'
-    order by name, e.g. each analysis right after the trainings it reads."""
+    """What an edition trains and executes, and the time planned for it."""
     name: str = "gpu"
     preset: str = "fashion_mnist_at_scale"
     seeds: tuple = (0, 1, 2)
-    parameters: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)  # papermill parameters per notebook (also the ablations' runs)
     analysis: tuple = ()  # groups of notebook stems, one stage each
     jobs: int = 3         # training processes at once
-    seconds_per_run_epoch: float = 10.0
-    seconds_per_run: float = 0.0
-    notebook_s: dict = field(default_factory=dict)
-    runtime: dict = field(default_factory=dict)
-    threads: int | None = None
-    extra: tuple = ()
-    stage_limit_s: float = STAGE_LIMIT_S
+    seconds_per_run_epoch: float = 10.0  # planned: one run-epoch, ``jobs`` runs at once
+    seconds_per_run: float = 0.0  # planned: a process start, compilation
+    notebook_s: dict = field(default_factory=dict)  # planned: each notebook
+    runtime: dict = field(default_factory=dict)  # Config fields that change neither result nor folder (compile)
+    threads: int | None = None  # OMP threads per training
+    extra: tuple = ()  # more (stage name, runs) trainings
+    # a training stage planned over it is cut into parts, so that a kill loses at most one stage's work
+    stage_limit_s: float = 8 * 60
     order: tuple = ()  # stage names (a cut training stage by its name) in the order to run; () = trainings first
     out: str = "book/at_scale"
     runs: str = "runs/at_scale"
@@ -98,8 +91,7 @@ class Plan:
 # comparison (3 seeds a side, 5 epochs: 30 run-epochs x 10 s) and the analysis chapters; the grids stay with FULL.
 PLAN = Plan(
     parameters={
-        "accuracy": {}, "removal": {"blocks": None, "n_val": 2000}, "binary": {}, "early": {"n_val": None},
-        "activations": {}, "calibration": {}, "codes": {"regenerate": ["cifar10"]}, "architecture": {}, "train": {},
+        "removal": {"blocks": None, "n_val": 2000}, "early": {"n_val": None}, "codes": {"regenerate": ["cifar10"]},
         # the cost chapter's GPU row: the recipe's batch on the GPU
         "cost": {"device": "cuda", "batch_size": 512, "steps": 20},
     },
@@ -115,15 +107,14 @@ PLAN = Plan(
 # notebooks train their own few runs (3 epochs, as the ablations, whose coded run they share). Its chapters
 # are copied into the edition's folder but the book's "At scale" part does not list them.
 BEYOND = ("semantic_codes", "anytime", "conditional")
-BEYOND_PARAMETERS = {"semantic_codes": {"beyond_overrides": {"epochs": 3}}, "anytime": {"beyond_overrides": {"epochs": 3}},
-                     "conditional": {}}
+BEYOND_PARAMETERS = {stem: {"beyond_overrides": {"epochs": 3}} for stem in ("semantic_codes", "anytime")}
 BEYOND_S = {"semantic_codes": 120, "anytime": 90, "conditional": 40}
 
 
 def with_beyond(plan: Plan) -> Plan:
     """``plan`` with the part "Beyond the paper" as its last analysis stage."""
-    return Plan(**{**plan.__dict__, "analysis": plan.analysis + (BEYOND,),
-                   "parameters": {**plan.parameters, **BEYOND_PARAMETERS}, "notebook_s": {**plan.notebook_s, **BEYOND_S}})
+    return replace(plan, analysis=plan.analysis + (BEYOND,), parameters={**plan.parameters, **BEYOND_PARAMETERS},
+                   notebook_s={**plan.notebook_s, **BEYOND_S})
 
 
 def _ablation_runs(plan: Plan) -> tuple[list, list]:
@@ -143,15 +134,12 @@ def _ablation_runs(plan: Plan) -> tuple[list, list]:
 
 def _unique(preset, overrides: list, exclude=()) -> list:
     """(preset, overrides) pairs, one per run folder (values equal to the preset's share one folder)."""
-    seen = {folder_name(preset, o) for o in exclude}
-    out = []
+    out = {}
     for o in overrides:
         o = {k: v for k, v in o.items() if v is not None}
-        name = folder_name(preset, o)
-        if name not in seen:
-            seen.add(name)
-            out.append((preset, o))
-    return out
+        out.setdefault(folder_name(preset, o), (preset, o))
+    excluded = {folder_name(preset, o) for o in exclude}
+    return [run for name, run in out.items() if name not in excluded]
 
 
 def folder_name(preset: str, overrides: dict) -> str:
@@ -180,9 +168,8 @@ def full_plan(preset: str = "fashion_mnist_full", seeds=(0, 1, 2, 3, 4), grid_ep
         name="full", preset=preset, seeds=tuple(seeds), jobs=2, threads=1,
         runtime={"compile": True, "channels_last": True},
         parameters={
-            "accuracy": {}, "removal": {"blocks": None, "n_val": None}, "early": {"n_val": None},
+            "removal": {"blocks": None, "n_val": None}, "early": {"n_val": None}, "calibration": {"n_val": None},
             "binary": {"n_train": 5000, "n_val": None, "n_ood": None}, "activations": {"n_val": 2000},
-            "calibration": {"n_val": None}, "codes": {}, "architecture": {}, "train": {}, "cost": {},
             "ablations": {"ablation_overrides": {"epochs": grid_epochs}, "seeds": list(grid_seeds), "n_binary": 1000,
                           "mu_values": [0.0, 2.0, 6.0, 20.0], "pdrop_values": [0.0, 0.1, 0.2],
                           "exponents": [4, 2, "abs"], "ratios": [None, {"c2": "7/10"}]},
@@ -231,8 +218,7 @@ def train_all(plan: Plan, runs_dir: Path) -> list[str]:
     todo = [s for s in stages(plan) if s.runs]
     failed = []
     for i, stage in enumerate(todo):
-        failed += train_stage(stage, runs_dir, plan.jobs, plan.runtime, plan.threads,
-                              sum(s.planned_s for s in todo[i + 1:]))
+        failed += train_stage(stage, runs_dir, plan, sum(s.planned_s for s in todo[i + 1:]))
     return failed
 
 
@@ -250,8 +236,7 @@ def _planned_s(plan: Plan, runs) -> float:
 
 
 def _parts(plan: Plan, name: str, runs: list) -> list[Stage]:
-    """One stage of ``runs``, or as few consecutive parts of about equal planned time as keep each within
-    ``plan.stage_limit_s``."""
+    """``runs`` as one stage, or as few parts of about equal planned time as keep each within the stage limit."""
     for k in range(1, len(runs) + 1):  # at most one run a part
         cuts = [round(i * len(runs) / k) for i in range(k + 1)]
         parts = [runs[a:b] for a, b in zip(cuts, cuts[1:])]
@@ -262,8 +247,7 @@ def _parts(plan: Plan, name: str, runs: list) -> list[Stage]:
 
 
 def stages(plan: Plan = PLAN) -> list[Stage]:
-    """The edition's stages in order: coded runs, baseline runs, ablation grids, the plan's extra
-    trainings, analysis notebooks."""
+    """The edition's stages in ``plan.order`` (by default the trainings, then the analysis notebooks)."""
     base_preset, base_overrides = nb.baseline(plan.preset)
     grids, other = _ablation_runs(plan)
     trainings = {"train-coded": [(plan.preset, {"seed": s}) for s in plan.seeds],
@@ -303,19 +287,17 @@ def _epochs_done(run_dir: Path) -> int:
         return 0
 
 
-def train_stage(stage: Stage, runs_dir: Path, jobs: int, runtime: dict | None = None, threads: int | None = None,
-                left_after_s: float = 0.0) -> list[str]:
-    """Train the stage's runs, ``jobs`` processes at a time (``runtime``, ``threads``: as ``Plan``'s); returns
-    the failures (with their logs). A progress bar counts the run-epochs in the runs' metrics.csv (a resumed
-    stage starts where it stopped) and shows the time left of the stage and, adding ``left_after_s`` (the
-    planned time of the stages after it), of the whole edition."""
+def train_stage(stage: Stage, runs_dir: Path, plan: Plan, left_after_s: float = 0.0) -> list[str]:
+    """Train the stage's runs, ``plan.jobs`` at a time; returns the failures (with their logs). The progress bar
+    counts the epochs in the runs' metrics.csv (a resumed stage starts where it stopped) and shows the time left
+    of the stage and, with the ``left_after_s`` planned after it, of the edition."""
     logs = runs_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(plan.threads)} if plan.threads else {})}
     folders = {folder_name(p, o): get_config(p, **o).epochs for p, o in stage.runs}
     total = sum(folders.values())
     done = lambda: sum(min(_epochs_done(runs_dir / n), e) for n, e in folders.items())  # noqa: E731
-    # a log file (not a terminal) gets one line a minute, not one a second
+    # a log file (not a terminal) gets one line a minute, not one a second (the postfix does not redraw it)
     bar = tqdm(total=total, initial=done(), desc=stage.name, unit="run-epoch", file=sys.stderr,
                mininterval=1 if sys.stderr.isatty() else 60,
                bar_format="{desc}: {n_fmt}/{total_fmt} run-epochs [{elapsed}<{remaining}]{postfix}")
@@ -323,25 +305,23 @@ def train_stage(stage: Stage, runs_dir: Path, jobs: int, runtime: dict | None = 
     pending = [r for r in stage.runs if _epochs_done(runs_dir / folder_name(*r)) < folders[folder_name(*r)]]
     running, failed = [], []
     while pending or running:
-        while pending and len(running) < jobs:
+        while pending and len(running) < plan.jobs:
             preset, overrides = pending.pop(0)
             name = folder_name(preset, overrides)
             log = open(logs / f"{name}.log", "a")
             cmd = [sys.executable, "-m", "coded_lib.train", "--preset", preset, "--run-dir", str(runs_dir / name)]
-            for k, v in {**overrides, **(runtime or {})}.items():
+            for k, v in {**overrides, **plan.runtime}.items():
                 cmd += ["--set", f"{k}={json.dumps(v) if isinstance(v, dict) else v}"]
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env), name, log))
         time.sleep(1.0)
         bar.update(done() - bar.n)
-        rate = bar.format_dict.get("rate")
-        if rate:
-            # refresh=False: the bar redraws at its own interval (a log gets a line a minute, not a second)
+        if rate := bar.format_dict.get("rate"):
             bar.set_postfix_str(f"edition ~{((total - bar.n) / rate + left_after_s) / 60:.0f} min left", refresh=False)
-        for item in [r for r in running if r[0].poll() is not None]:
-            running.remove(item)
-            item[2].close()
-            if item[0].returncode:
-                failed.append(f"{item[1]} (exit {item[0].returncode}; log: {logs / (item[1] + '.log')})")
+        for proc, name, log in [r for r in running if r[0].poll() is not None]:
+            running.remove((proc, name, log))
+            log.close()
+            if proc.returncode:
+                failed.append(f"{name} (exit {proc.returncode}; log: {log.name})")
     bar.close()
     return failed
 
@@ -372,12 +352,6 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = False, data=None,
         command: str | None = None) -> dict:
     """Run the stages not done yet (``only``: these names; ``next_only``: the first pending one), then,
@@ -390,7 +364,7 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
     if bad:
         raise ValueError(f"unknown stage(s) {bad}; allowed: {names}")
     if restore(out, runs_dir):
-        print(f"resuming from {Path(out) / RESUME} (a sitting before this one)", flush=True)
+        print(f"resuming from {out / RESUME} (a sitting before this one)", flush=True)
     state_path = runs_dir / STATE
     state = _read_json(state_path)
     todo = [s for s in all_stages if not state.get(s.name, {}).get("done") and (not only or s.name in only)]
@@ -409,15 +383,14 @@ def run(out=OUT, runs=None, plan: Plan = PLAN, only=None, next_only: bool = Fals
             # time is not in this stage's wall time, and the manifest says so
             resumed = {n: e for n in (folder_name(*r) for r in stage.runs) if (e := _epochs_done(runs_dir / n))}
             if stage.runs:
-                later = sum(s.planned_s for s in todo[todo.index(stage) + 1:])
-                errors = train_stage(stage, runs_dir, plan.jobs, plan.runtime, plan.threads, later)
+                errors = train_stage(stage, runs_dir, plan, sum(s.planned_s for s in todo[todo.index(stage) + 1:]))
             else:
                 errors = notebook_stage(stage, plan, runs_dir / "executed")
             wall = time.perf_counter() - start
             # an edition may take two sittings on two machines: each stage keeps the CPU it ran on
             state[stage.name] = {"done": not errors, "wall_s": round(wall, 1), "planned_s": stage.planned_s,
                                  "date": _now(), "cpu": cpu_info()["model"], "resumed": resumed, "failed": errors}
-            _write_json(state_path, state)
+            _atomic_write_text(state_path, json.dumps(state, indent=2) + "\n")
             print(f"[{stage.name}] {'done' if not errors else 'FAILED: ' + '; '.join(errors)} in {wall / 60:.1f} min",
                   flush=True)
             failed += errors
@@ -509,17 +482,15 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
         "threads_per_training": plan.threads, "jobs": plan.jobs, "runtime": plan.runtime,
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
         "packages": package_versions(),
-        "command": command or f"python -m coded_lib.companion.at_scale run --edition {plan.name}",
-        "date": _now(),
+        "command": command or f"python -m coded_lib.companion.at_scale run --edition {plan.name}", "date": _now(),
         # a pending stage (between two sittings) has no wall time, date, CPU or resumed epochs
         "stages": [{"name": s.name, "wall_s": rec.get("wall_s"), "planned_s": s.planned_s, "date": rec.get("date"),
                     "cpu": rec.get("cpu"), "resumed": rec.get("resumed", {}), "runs": [folder_name(*r) for r in s.runs],
                     "notebooks": list(s.notebooks)} for s in all_stages for rec in [state[s.name] if s in done else {}]],
         "total_wall_s": round(sum(state[s.name]["wall_s"] for s in done), 1),
-        "notebooks": [stem for s in done for stem in s.notebooks],
-        "weights": weights,
+        "notebooks": [stem for s in done for stem in s.notebooks], "weights": weights,
     }
-    _write_json(out / MANIFEST, manifest)
+    _atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     write_page(out, plan)
     return out / MANIFEST
 
@@ -553,12 +524,11 @@ def page_markdown(manifest: dict | None, plan: Plan = PLAN) -> str:
         return "\n".join(head + [
             "```{admonition} Not run yet", ":class: warning",
             f"{what} {NOT_RUN_TEXT}: this part shows no numbers. The command that makes it, {how}.", "```", ""])
-    def minutes(x):
-        return "pending" if x is None else f"{x / 60:.1f}"
-
     rows = ["| stage | wall time (min) | planned (min) | CPU |", "|---|---|---|---|"]
-    rows += [f"| {s['name']} | {minutes(s['wall_s'])}{f' (+ {len(r)} runs of an earlier sitting)' if (r := s.get('resumed')) else ''}"
-             f" | {s['planned_s'] / 60:.1f} | {s.get('cpu') or ''} |" for s in manifest["stages"]]
+    for s in manifest["stages"]:
+        wall = "pending" if s["wall_s"] is None else f"{s['wall_s'] / 60:.1f}"
+        resumed = f" (+ {len(s['resumed'])} runs of an earlier sitting)" if s.get("resumed") else ""
+        rows.append(f"| {s['name']} | {wall}{resumed} | {s['planned_s'] / 60:.1f} | {s.get('cpu') or ''} |")
     pending = [s["name"] for s in manifest["stages"] if s["wall_s"] is None]
     if pending:
         head += ["```{admonition} In progress", ":class: warning",
@@ -592,9 +562,8 @@ RESUME_LIMIT = 30_000_000
 
 
 def snapshot(out, runs_dir, plan: Plan) -> list[Path]:
-    """Copy into ``<out>/resume/`` what the next sitting needs (``restore``, which ``run`` calls, puts it back):
-    the stages' state, the runs' small files, the chapters executed so far and the runs' last checkpoints, a
-    finished run's without its optimizer state (it is only loaded), within RESUME_LIMIT bytes; returns the files."""
+    """Copy into ``<out>/resume/`` what the next sitting needs (``run`` restores it): the stages' state, the runs'
+    small files and last checkpoints and the chapters executed so far, within RESUME_LIMIT bytes; returns the files."""
     to, runs_dir = Path(out) / RESUME, Path(runs_dir)
     shutil.rmtree(to, ignore_errors=True)
     to.mkdir(parents=True)
@@ -634,9 +603,8 @@ def _pip(args: list[str]) -> None:
 
 
 def prepare(to, data_dir=None, python_version: str | None = None, platform_tag: str | None = None) -> list[Path]:
-    """Gather into ``to`` the wheels the GPU host lacks (``to/wheels``: papermill, ipykernel and their
-    dependencies, seaborn, setuptools to install this package) and Fashion-MNIST's four .gz files
-    (``to/fashion-mnist``). Returns the files there."""
+    """Gather into ``to`` the wheels the GPU host lacks (``to/wheels``: WHEELS, WHEELS_NO_DEPS) and Fashion-MNIST's
+    four .gz files (``to/fashion-mnist``); returns the files there."""
     to = Path(to)
     wheels, fashion = to / "wheels", to / "fashion-mnist"
     wheels.mkdir(parents=True, exist_ok=True)
@@ -648,11 +616,8 @@ def prepare(to, data_dir=None, python_version: str | None = None, platform_tag: 
     source = find_fashion_mnist(data_dir)
     for stem in (s for pair in FASHION_FILES.values() for s in pair):
         src = _idx_file(source, stem)
-        if src.suffix == ".gz":
-            shutil.copyfile(src, fashion / f"{stem}.gz")
-        else:
-            with open(src, "rb") as f, gzip.open(fashion / f"{stem}.gz", "wb") as g:
-                shutil.copyfileobj(f, g)
+        packed = src.read_bytes() if src.suffix == ".gz" else gzip.compress(src.read_bytes())
+        (fashion / f"{stem}.gz").write_bytes(packed)
     return sorted(p for p in to.rglob("*") if p.is_file())
 
 
@@ -701,7 +666,7 @@ def main(argv=None):
     else:
         if args.jobs is not None and args.jobs < 1:
             ap.error(f"--jobs {args.jobs}: need at least 1")
-        plan = Plan(**{**plan.__dict__, "jobs": args.jobs or plan.jobs, "preset": args.preset or plan.preset})
+        plan = replace(plan, jobs=args.jobs or plan.jobs, preset=args.preset or plan.preset)
         plan = with_beyond(plan) if args.beyond else plan
         command = "python -m coded_lib.companion.at_scale " + " ".join(argv if argv is not None else sys.argv[1:])
         try:

@@ -11,7 +11,7 @@ and equal spreads (df = 4) the critical value is t = 2.776, where a flat "2 SE" 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
@@ -26,13 +26,16 @@ BINARY_LEVEL = 0.8
 
 @dataclass(frozen=True)
 class Row:
-    """One dashboard row: ``Folder.record(**row.fields())``."""
+    """One dashboard row: ``Folder.record(**row.fields())``. ``accuracy``: the test accuracy (a fraction) of
+    the network behind the verdict, for a comparison the lowest of the compared settings' means (None: a
+    ``Run`` records its own)."""
     id: str
     quantity: str
     ours: str
     verdict: str | None = None
     note: str = ""
     seeds: int | None = None
+    accuracy: float | None = None
 
     def fields(self) -> dict:
         return asdict(self)
@@ -52,6 +55,21 @@ def judge(effect: Effect, min_seeds: int = paper.MIN_SEEDS) -> str:
     if t < -c:
         return paper.FAILS
     return paper.INCONCLUSIVE
+
+
+def at_this_scale(row: Row, reference: float | None) -> Row:
+    """The row once its network's accuracy is weighed: a judged verdict (holds, does not hold, inconclusive)
+    from a network whose test accuracy is below ``reference``, a linear classifier's on the same images
+    (``analysis.reference``), reads "inconclusive at this scale" either way, its note saying what it would
+    read; a row true by construction carries no accuracy; with no accuracy or reference, unchanged."""
+    if evidence(row.id, row.quantity, row.seeds) == CONSTRUCTION:
+        return replace(row, accuracy=None)
+    if row.verdict not in (paper.HOLDS, paper.FAILS, paper.INCONCLUSIVE) or None in (row.accuracy, reference) \
+            or row.accuracy >= reference:
+        return row
+    why = (f"the network's {100 * row.accuracy:.1f} % is below a linear classifier's {100 * reference:.1f} % on the "
+           f"same images (on these numbers alone: {row.verdict})")
+    return replace(row, verdict=paper.AT_SCALE, note=f"{row.note}; {why}" if row.note else why)
 
 
 def _mean(values) -> float:
@@ -97,6 +115,11 @@ def _by(frame: pd.DataFrame, key: str, column: str) -> dict:
     return {k: d[column].astype(float).tolist() for k, d in frame.groupby(key, sort=False)}
 
 
+def _lowest(groups: dict, *keys) -> float:
+    """The lowest mean accuracy among the settings ``keys`` (all when none): ``Row.accuracy`` of a comparison."""
+    return min(_mean(groups[k]) for k in keys or groups)
+
+
 def _seeds(groups: dict) -> int:
     return min(len(v) for v in groups.values())
 
@@ -112,11 +135,11 @@ def t_acc(coded, plain) -> list[Row]:
     coded, plain = [float(v) for v in coded], [float(v) for v in plain]
     gap, n = _compare(coded, plain), min(len(coded), len(plain))
     means = f"{_mean(coded):.2f} vs {_mean(plain):.2f} (means of {len(coded)} and {len(plain)} seeds)"
-    se = f" ± {gap.se:.2f}" if math.isfinite(gap.se) else ""
-    return [Row("T-acc", paper.ACC, means, seeds=n),
+    se, low = f" ± {gap.se:.2f}" if math.isfinite(gap.se) else "", min(_mean(coded), _mean(plain)) / 100
+    return [Row("T-acc", paper.ACC, means, seeds=n, accuracy=low),
             Row("T-acc", paper.GAIN, f"{gap.value:+.2f}{se} (SE, {n} seeds each)", judge(gap),
                 f"coded − plain {_t(gap, 1.0)}, Welch" + (f"; fewer than {paper.MIN_SEEDS} seeds"
-                                                          if n < paper.MIN_SEEDS else ""), n)]
+                                                          if n < paper.MIN_SEEDS else ""), n, low)]
 
 
 # --- the ablations -------------------------------------------------------------------------------
@@ -132,13 +155,14 @@ def f_mu(frame: pd.DataFrame) -> Row:
     positive = [v for v in values if v > 0]
     if not inner or len(positive) < 2:
         return Row("F-mu", "accuracy and early-decoder accuracy vs μ", ours, paper.INCONCLUSIVE,
-                   "needs an inner μ and two μ > 0 to show a rise, a fall and the early decoders", n)
+                   "needs an inner μ and two μ > 0 to show a rise, a fall and the early decoders", n, _lowest(acc))
     peak = max(inner, key=lambda v: _mean(acc[v]))
     up, down = _compare(acc[peak], acc[values[0]]), _compare(acc[peak], acc[values[-1]])
     keeps = _compare(early[positive[-1]], early[positive[0]])
     note = (f"peak at μ = {peak:g}: − μ = {values[0]:g} {_t(up)}; − μ = {values[-1]:g} {_t(down)}; early decoders "
             f"μ = {positive[-1]:g} − μ = {positive[0]:g} {_t(keeps)}")
-    return Row("F-mu", "accuracy and early-decoder accuracy vs μ", ours, _judge_parts(up, down, keeps), note, n)
+    return Row("F-mu", "accuracy and early-decoder accuracy vs μ", ours, _judge_parts(up, down, keeps), note, n,
+               _lowest(acc))
 
 
 def f_pdrop(frame: pd.DataFrame) -> Row:
@@ -149,10 +173,11 @@ def f_pdrop(frame: pd.DataFrame) -> Row:
     ours = "; ".join(f"p_drop = {p:g}: accuracy {100 * _mean(acc[p]):.1f}, binary F1 {_mean(f1[p]):.3f}" for p in acc)
     if not {0.0, 0.1, 0.2} <= set(acc):
         return Row("F-pdrop", "accuracy and binary-classifier quality vs p_drop", ours, paper.INCONCLUSIVE,
-                   "needs p_drop 0, 0.1 and 0.2", n)
+                   "needs p_drop 0, 0.1 and 0.2", n, _lowest(acc))
     a0, f0, a2 = _compare(acc[0.1], acc[0.0]), _compare(f1[0.1], f1[0.0]), _compare(acc[0.1], acc[0.2])
     note = f"0.1 − 0: accuracy {_t(a0)}, F1 {_t(f0, 1.0, '')}; 0.1 − 0.2: accuracy {_t(a2)}"
-    return Row("F-pdrop", "accuracy and binary-classifier quality vs p_drop", ours, _judge_parts(a0, f0, a2), note, n)
+    return Row("F-pdrop", "accuracy and binary-classifier quality vs p_drop", ours, _judge_parts(a0, f0, a2), note, n,
+               _lowest(acc))
 
 
 def t_exp(frame: pd.DataFrame) -> Row:
@@ -165,7 +190,8 @@ def t_exp(frame: pd.DataFrame) -> Row:
     effects = _against(acc, "4")
     note = "; ".join(f"4 − {e}: {_t(d)} (the paper: {paper_acc['4'] - paper_acc[e]:+.1f})" for e, d in effects.items())
     return Row("T-exp", "top-1 accuracy (%) by coding-loss exponent", ours,
-               _judge_parts(*effects.values()) if effects else paper.INCONCLUSIVE, note or "needs exponent 4 and another", n)
+               _judge_parts(*effects.values()) if effects else paper.INCONCLUSIVE, note or "needs exponent 4 and another", n,
+               _lowest(acc))
 
 
 REF, CONCAT, DETACH, NO_SKIP = ("sum, coding loss (ours)", "concat, coding loss", "sum, detach, with skips",
@@ -180,7 +206,8 @@ def t_concat(frame: pd.DataFrame) -> Row:
     return Row("T-concat", "binary classifiers with concatenated instead of summed subNN outputs",
                f"mean binary F1 {_mean(f1[CONCAT]):.3f} vs {_mean(f1[REF]):.3f} summed; "
                f"accuracy {100 * _mean(acc[CONCAT]):.1f} vs {100 * _mean(acc[REF]):.1f}",
-               judge(d), f"binary F1 summed − concatenated {_t(d, 1.0, '')}", min(len(f1[REF]), len(f1[CONCAT])))
+               judge(d), f"binary F1 summed − concatenated {_t(d, 1.0, '')}", min(len(f1[REF]), len(f1[CONCAT])),
+               _lowest(acc, REF, CONCAT))
 
 
 def t_detach(frame: pd.DataFrame) -> Row:
@@ -192,7 +219,8 @@ def t_detach(frame: pd.DataFrame) -> Row:
     return Row("T-detach", "accuracy with detached gradients instead of the coding loss, with vs without skips",
                f"with skips {m[DETACH][0]:.1f} % (binary F1 {m[DETACH][1]:.3f}); without {m[NO_SKIP][0]:.1f} % "
                f"(binary F1 {m[NO_SKIP][1]:.3f}); coding loss {m[REF][0]:.1f} % (binary F1 {m[REF][1]:.3f})",
-               judge(d), f"accuracy without − with skips {_t(d)}", min(len(acc[NO_SKIP]), len(acc[DETACH])))
+               judge(d), f"accuracy without − with skips {_t(d)}", min(len(acc[NO_SKIP]), len(acc[DETACH])),
+               _lowest(acc, NO_SKIP, DETACH))
 
 
 OWN_RATIOS = "the model's own"
@@ -207,7 +235,7 @@ def t_ratios(frame: pd.DataFrame) -> Row:
     note = "; ".join(f"own − {r}: {_t(d)}" for r, d in effects.items())
     return Row("T-ratios", "top-1 accuracy (%) with other stage ratios", ours,
                _judge_parts(*effects.values()) if effects else paper.INCONCLUSIVE,
-               note or "needs the model's own ratios and another setting", _seeds(acc))
+               note or "needs the model's own ratios and another setting", _seeds(acc), _lowest(acc))
 
 
 def f_removal(pairs: dict, block: int) -> Row:
@@ -235,24 +263,24 @@ def f_removal(pairs: dict, block: int) -> Row:
     return Row("F-removal", "accuracy vs k removed subNNs, active vs inactive", ours, verdict, note)
 
 
-def t_calib(split: str, ece_change, mce_change, ece_mce_t, ece_mce_aug, n_images: int) -> Row:
-    """T-calib for one calibration/test split ratio. ``*_change``: h_aug − h_T per random split (points).
-    The splits resample the same images (they overlap), so the uncertainty is the spread of one split's
-    difference, the SD over the splits, with splits − 1 degrees of freedom, not the SE of their mean. Rule:
-    MCE lower (−ΔMCE) beyond the critical value and ECE not higher beyond it: holds; ECE or MCE higher
-    beyond it: does not hold; else inconclusive."""
+def t_calib(split: str, ece_change, mce_change, boot_ece, boot_mce, ece_mce_t, ece_mce_aug, n_images: int) -> Row:
+    """T-calib for one split ratio, in points. ``*_change``: h_aug − h_T per random split; ``boot_*``: their
+    mean over the splits per bootstrap replicate of the images (``calibration.bootstrap_changes``). Value: the
+    mean over the splits; SE: its SD over the replicates (normal critical value). Rule: MCE lower beyond it and
+    ECE not higher beyond it: holds; ECE or MCE higher beyond it: does not hold; else inconclusive."""
     ece, mce = _finite_list(ece_change, "ECE changes"), _finite_list(mce_change, "MCE changes")
-    if len(ece) < 2 or len(mce) != len(ece):
-        raise ValueError(f"T-calib needs the same number (>= 2) of ECE and MCE changes, got {len(ece)} and {len(mce)}")
-    spread = lambda v: Effect(_mean(v), float(pd.Series(v).std(ddof=1)), len(v) - 1, len(v), "splits")  # noqa: E731
-    d_ece, d_mce = spread(ece), spread(mce)
-    ece_verdict = paper.FAILS if judge(d_ece) == paper.HOLDS else paper.HOLDS
-    verdict = paper.combine(judge(-d_mce), ece_verdict)
+    b_ece, b_mce = _finite_list(boot_ece, "bootstrap ECE changes"), _finite_list(boot_mce, "bootstrap MCE changes")
+    if len(ece) < 2 or len(mce) != len(ece) or len(b_ece) < 2 or len(b_mce) != len(b_ece):
+        raise ValueError(f"T-calib needs as many (>= 2) ECE as MCE changes, got {len(ece)} and {len(mce)} per "
+                         f"split, {len(b_ece)} and {len(b_mce)} per bootstrap replicate")
+    sd = lambda v: float(pd.Series(v).std(ddof=1))  # noqa: E731
+    de, dm = (Effect(_mean(v), sd(b), math.inf, n_images, "images") for v, b in ((ece, b_ece), (mce, b_mce)))
+    verdict = paper.combine(judge(-dm), paper.FAILS if judge(de) == paper.HOLDS else paper.HOLDS)
     (e_t, m_t), (e_a, m_a) = ece_mce_t, ece_mce_aug
     return Row("T-calib", paper.CALIB.format(split), f"({e_t:.2f}, {m_t:.2f}) vs ({e_a:.2f}, {m_a:.2f})", verdict,
-               f"h_aug − h_T: MCE {d_mce.value:+.2f} ± {d_mce.se:.2f}, ECE {d_ece.value:+.2f} ± {d_ece.se:.2f} points "
-               f"(mean ± SD over {len(ece)} random splits of {n_images} images: the uncertainty of one split; "
-               f"t = {-d_mce.t:.2f} for the MCE, df = {d_mce.df:.0f})")
+               f"h_aug − h_T: MCE {dm.value:+.2f} ± {dm.se:.2f}, ECE {de.value:+.2f} ± {de.se:.2f} points (mean over "
+               f"{len(ece)} random splits ± SE, bootstrap over the {n_images} images ({len(b_ece)} replicates), "
+               f"calibrators fixed; MCE t = {-dm.t:.2f}; SD over the splits: MCE {sd(mce):.2f}, ECE {sd(ece):.2f})")
 
 
 # --- B-conditional (non-inferiority) ------------------------------------------------------------
@@ -483,16 +511,17 @@ def b_semantic(per_seed: pd.DataFrame, gap_columns) -> list[Row]:
     gap = paired(wide[[(c, "semantic") for c in gap_columns]].mean(axis=1),
                  wide[[(c, "agnostic") for c in gap_columns]].mean(axis=1), "seeds")
     acc, f1, n = d("accuracy (%)"), d("mean binary F1"), len(wide)
+    low = mean["accuracy (%)"].min() / 100
     return [
         Row("B-semantic", "removal gap of the early coded blocks, semantic vs agnostic scheme (points)",
             "; ".join(f"{c.split(', ')[1].split(' (')[0]}: {mean.loc['semantic', c]:.1f} vs {mean.loc['agnostic', c]:.1f}"
-                      for c in gap_columns), judge(gap), f"semantic − agnostic {_t(gap, 1.0)}, paired by seed", n),
+                      for c in gap_columns), judge(gap), f"semantic − agnostic {_t(gap, 1.0)}, paired by seed", n, low),
         Row("B-semantic", "top-1 accuracy (%), semantic vs agnostic scheme",
             f"{mean.loc['semantic', 'accuracy (%)']:.2f} vs {mean.loc['agnostic', 'accuracy (%)']:.2f}", judge(acc),
-            f"semantic − agnostic {_t(acc, 1.0)}, paired by seed", n),
+            f"semantic − agnostic {_t(acc, 1.0)}, paired by seed", n, low),
         Row("B-semantic", "mean binary-classifier F1, semantic vs agnostic scheme",
             f"{mean.loc['semantic', 'mean binary F1']:.3f} vs {mean.loc['agnostic', 'mean binary F1']:.3f}", judge(f1),
-            f"semantic − agnostic {_t(f1, 1.0, '')}, paired by seed", n)]
+            f"semantic − agnostic {_t(f1, 1.0, '')}, paired by seed", n, low)]
 
 
 def b_anytime(thin, exits, budget: float, ours: str) -> Row:

@@ -3,16 +3,13 @@ whole book from them, ``book/results.csv`` and ``book/comparison.md``), their pr
 place that names the repository. Every executed copy carries its provenance in ``metadata["coded_lib"]``
 (commit, date, device, torch, preset, wall time) and shows it under the chapter's title; ``stale()``
 lists the chapters whose code no longer matches their source notebook.
-
-``REPOSITORY`` is the only place that names the repository: ``book/_config.yml``, the Colab badge and
-the install cell of each source notebook must agree with it (``python -m coded_lib.companion.edition
---write`` rewrites the notebooks'; ``tests/test_edition.py`` fails on any disagreement).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -30,8 +27,9 @@ SOURCE = REPO / "notebooks"
 BOOK = REPO / "book"
 EDITION = BOOK / "notebooks"
 
-# A placeholder until the project is published: change it here, run
-# `python -m coded_lib.companion.edition --write` and set book/_config.yml's repository.url.
+# The one place that names the repository, a placeholder until the project is published: change it here, run
+# `python -m coded_lib.companion.edition --write` (the notebooks' badges and install cells) and set
+# book/_config.yml's repository.url; tests/test_edition.py fails on any disagreement.
 REPOSITORY = "https://github.com/coded-resnext/coded-resnext-companion"
 BRANCH = "main"
 
@@ -145,8 +143,7 @@ def cpu_info() -> dict:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
                  platform.processor() or platform.machine())
-    words = set(text.split())
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in words]
+    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in text.split()]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"model": model, "flags": flags, "cores": cores}
 
@@ -228,8 +225,7 @@ def execute(path, out_dir, preset, parameters=None, log_output=False, provenance
     start, ok = time.time(), False
     try:
         papermill.execute_notebook(
-            str(path), str(out_dir / path.name),
-            parameters={"preset": preset, **(parameters or {})},
+            str(path), str(out_dir / path.name), parameters={"preset": preset, **(parameters or {})},
             cwd=str(REPO), kernel_name="python3", progress_bar=True, log_output=log_output)
         ok = True
     except papermill.PapermillExecutionError as e:
@@ -243,9 +239,7 @@ def execute(path, out_dir, preset, parameters=None, log_output=False, provenance
 
 
 def sha256(path) -> str:
-    """The SHA-256 of a file (the editions' published weights), read in 1 MB pieces."""
-    import hashlib
-
+    """The SHA-256 of a file (the editions' published weights)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -255,9 +249,8 @@ def sha256(path) -> str:
 
 def open_edition(name: str, runs=None, book=None) -> tuple[Path, str]:
     """A runs folder (``runs``, default: a new temporary one) holding a committed edition's run files and
-    published weights, and the edition's preset; nothing is trained. The weights are checked against the
-    SHA-256 the manifest lists (the UvA DL tutorials' convention for pretrained checkpoints) before they
-    are copied to ``<runs>/<run>/weights.safetensors``."""
+    published weights, checked against the manifest's SHA-256 (the UvA DL tutorials' convention for pretrained
+    checkpoints), and the edition's preset; nothing is trained."""
     if name not in EDITIONS:
         raise ValueError(f"edition={name!r} is not known; allowed: {sorted(EDITIONS)} (or None: train or reuse runs)")
     folder = Path(book if book is not None else BOOK) / EDITIONS[name]

@@ -162,17 +162,25 @@ def _display_setup():
     if ip is not None and "IPKernelApp" in ip.config:
         # the book needs the figures in the executed notebooks, whatever MPLBACKEND the shell exported
         ip.run_line_magic("matplotlib", "inline")
+        from IPython.core.pylabtools import print_figure
+        from matplotlib_inline.config import InlineBackend
+
+        from .plots import LEGEND_KEY, legend_overlaps, plt
+
+        # a figure shown says in its PNG whether its legends keep off its data (tests/test_book.py reads it); drawn
+        # as the inline backend's PNG formatter draws it (IPython's print_figure with its print_figure_kwargs)
+        ip.display_formatter.formatters["image/png"].for_type(plt.Figure, lambda fig: print_figure(
+            fig, "png", base64=True, metadata={LEGEND_KEY: "; ".join(legend_overlaps(fig)) or "clear"},
+            **InlineBackend.instance().print_figure_kwargs))
     import matplotlib
+    import pandas as pd
 
     # figures are drawn at most FIG_WIDTH inches wide at 100 dpi, about the book's text width in
     # pixels, so that 10-11 pt text stays 10-11 pt on the page
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "font.size": 11, "axes.titlesize": 11,
                                 "axes.labelsize": 11, "legend.fontsize": 10, "xtick.labelsize": 10,
                                 "ytick.labelsize": 10, "axes.grid": True, "grid.alpha": 0.3})
-    import pandas as pd
-
-    pd.set_option("display.max_colwidth", None)
-    pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", None, "display.width", 200)
 
 
 # --- runs ----------------------------------------------------------------------------------------
@@ -236,11 +244,8 @@ def sweep(preset: str, param: str, values, **base) -> "pd.DataFrame":
 
     from ..analysis import read_final_metrics
 
-    rows = []
-    for value in values:
-        folder = ensure(preset, **{**base, param: value})
-        rows.append({param: value, "run_dir": str(folder), **read_final_metrics(folder)})
-    return pd.DataFrame(rows)
+    runs = [(value, ensure(preset, **{**base, param: value})) for value in values]
+    return pd.DataFrame([{param: value, "run_dir": str(run), **read_final_metrics(run)} for value, run in runs])
 
 
 # --- outputs -------------------------------------------------------------------------------------
@@ -248,10 +253,12 @@ def sweep(preset: str, param: str, values, **base) -> "pd.DataFrame":
 @dataclass
 class Folder:
     """Where a notebook writes: figures, tables and the results rows of the book's comparison page;
-    ``data`` and ``scale`` name what produced the numbers recorded here (SPEC: every number names both)."""
+    ``data`` and ``scale`` name what produced the numbers recorded here (SPEC: every number names both);
+    ``config``, where given, the data a linear classifier is measured on as the verdicts' reference."""
     dir: Path
     data: str = ""
     scale: str = ""
+    config: object = None
 
     def save_figure(self, fig, name: str) -> list[Path]:
         """``figures/<name>.png`` and ``.pdf`` in the folder."""
@@ -269,11 +276,22 @@ class Folder:
         df.to_csv(out / f"{name}.csv", index=False)
         return out / f"{name}.csv"
 
-    def record(self, id, quantity, ours, verdict=None, note=None, seeds=None, data=None, scale=None) -> None:
+    def record(self, id, quantity, ours, verdict=None, note=None, seeds=None, data=None, scale=None,
+               accuracy=None) -> None:
         """``report.record`` into this folder, with its data and scale by default; ``verdict``: one of
-        ``paper.VERDICTS`` (``coded_lib.companion.claims`` judges it), None for a bare number."""
-        report.record(self.dir, id, quantity, ours, data or self.data, scale or self.scale,
-                      verdict=verdict, note=note, seeds=seeds)
+        ``paper.VERDICTS`` (``coded_lib.companion.claims`` judges it), None for a bare number; ``accuracy``:
+        the network's behind it (a ``Run``: its own), weighed against a linear classifier by ``claims.at_this_scale``."""
+        from ..analysis.reference import linear_accuracy
+        from .claims import Row, at_this_scale
+
+        row = Row(id, quantity, ours, verdict, note or "", seeds, self.accuracy() if accuracy is None else accuracy)
+        reference = linear_accuracy(self.config) if row.accuracy is not None and self.config is not None else None
+        report.record(self.dir, data=data or self.data, scale=scale or self.scale, reference=reference,
+                      **at_this_scale(row, reference).fields())
+
+    def accuracy(self) -> float | None:
+        """The test accuracy of this folder's network: none for a folder of several runs or none."""
+        return None
 
     def side_by_side(self, *ids):
         """The paper's numbers beside ours (recorded here) for the given claim ids, styled as the book shows them."""
@@ -284,8 +302,13 @@ class Folder:
 class Run(Folder):
     """A finished training run: its folder, model (eval mode, CPU) and Config."""
     model: object = None
-    config: object = None
     n_eval: int | None = field(default=None)
+
+    def accuracy(self) -> float:
+        """The run's final validation accuracy (metrics.csv), on the images a linear classifier is scored on."""
+        from ..analysis import read_final_metrics
+
+        return float(read_final_metrics(self.dir)["val_acc"])
 
     def loaders(self, n_train=None, n_val=None, batch_size: int = 256):
         """(train, validation) DataLoaders of the run's data in a fixed order: the training images with
@@ -311,8 +334,7 @@ class Run(Folder):
         from ..train import data
 
         cfg = self.config
-        sets = data.get_ood(cfg.dataset, size=n, eval_size=cfg.eval_size, data_dir=cfg.data_dir,
-                            download=cfg.download)
+        sets = data.get_ood(cfg.dataset, size=n, eval_size=cfg.eval_size, data_dir=cfg.data_dir, download=cfg.download)
         return {name: data.make_loader(ds, batch_size, train=False) for name, ds in sets.items()}
 
 
@@ -338,8 +360,7 @@ def describe_scale(cfg, model=None) -> str:
     from ..models import count_parameters
 
     size = f" ({count_parameters(model) / 1e6:.2f} M parameters)" if model is not None else ""
-    return (f"{cfg.model}{size}, {cfg.epochs} epochs, batch {cfg.batch_size}, μ = {cfg.mu:g}, "
-            f"p_drop = {cfg.p_drop:g}")
+    return f"{cfg.model}{size}, {cfg.epochs} epochs, batch {cfg.batch_size}, μ = {cfg.mu:g}, p_drop = {cfg.p_drop:g}"
 
 
 class Unpublished:
@@ -384,10 +405,10 @@ def open_run(preset: str, run_dir=None, **overrides) -> Run:
     return Run(dir=folder, data=describe_data(cfg), scale=scale, model=model, config=cfg)
 
 
-def folder(preset: str, run_dir=None, data: str = "", scale: str = "") -> Folder:
-    """The run folder of ``preset`` as a place to write, without training it (for notebooks that
-    need no trained model: coding schemes, architectures, cost)."""
-    return Folder(dir=run_folder(preset, run_dir), data=data, scale=scale)
+def folder(preset: str, run_dir=None, data: str = "", scale: str = "", config=None) -> Folder:
+    """The run folder of ``preset`` as a place to write, without training it (for notebooks that need no
+    trained model, or several: coding schemes, architectures, cost, ablations with their ``config``)."""
+    return Folder(dir=run_folder(preset, run_dir), data=data, scale=scale, config=config)
 
 
 def scale_points(preset: str, train_sizes, seeds, n_binary: int | None = None) -> "pd.DataFrame":

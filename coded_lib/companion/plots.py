@@ -1,8 +1,7 @@
-"""The book's figures, the paper's values beside ours wherever it gives them, in one house style: the
-paper in grey, ours in blue with its uncertainty (a 95 % interval: Student's critical value times the
-SE, for the degrees of freedom of the estimate), legends outside the plotted data, one quantity per axis.
-Each function takes a small table and returns the matplotlib Figure (the chapter saves and shows it).
-"""
+"""The book's figures, the paper's values beside ours wherever it gives them, in one house style: the paper in grey,
+ours in blue with its uncertainty (a 95 % interval: Student's critical value times the SE, for the degrees of freedom
+of the estimate), legends outside the plotted data, one quantity per axis. Each function takes a small table and
+returns the matplotlib Figure (the chapter saves and shows it)."""
 from __future__ import annotations
 
 import math
@@ -10,12 +9,56 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import collections, lines, patches, transforms
+from matplotlib.path import Path
 
 from ..analysis.stats import critical_value, one_sample
 from . import paper
 
 PAPER, OURS, PLAIN = "tab:gray", "tab:blue", "tab:orange"
 WIDTH = 7.6  # inches: the book's text width at 100 dpi (coded_lib.companion.notebook.FIG_WIDTH)
+LEGEND_KEY = "coded-lib-legend"  # the PNG text of a figure a chapter shows: "clear", or legend_overlaps's list
+
+
+def legend_overlaps(fig) -> list[str]:
+    """Where a legend of ``fig`` (an axes' or the figure's) covers data as drawn: the part of its box inside an axes
+    (1 px spared) against a line's segments and markers, a patch (filled: its area), a collection's paths (error
+    bars, filled areas), a scatter's dots, anything else's box; each as '<axes>: legend <entry> covers <artist>'."""
+    fig.canvas.draw()
+    found = []
+    for legend in [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg and lg.get_visible()]:
+        entry = legend.texts[0].get_text() if legend.texts else ""
+        for i, ax in enumerate(fig.axes):
+            box = transforms.Bbox.intersection(legend.get_window_extent(), ax.get_window_extent())
+            if box is None or min(box.width, box.height) <= 2:
+                continue
+            for a in [a for a in [*ax.lines, *ax.patches, *ax.collections, *ax.images] if a.get_visible()]:
+                if _covers(a, box.padded(-1), fig.dpi / 144):
+                    label = str(a.get_label() or "_")  # none, or matplotlib's own ("_child0"): the type alone
+                    name = type(a).__name__ + ("" if label.startswith("_") else f" {label!r}")
+                    found.append(f"{ax.get_title() or f'axes {i + 1}'}: legend {entry!r} covers {name}")
+    return list(dict.fromkeys(found))
+
+
+def _covers(a, box, px: float) -> bool:
+    """Whether artist ``a`` draws in ``box`` (display coordinates; ``px``: a marker's radius in pixels per point)."""
+    def drawn(path, filled=False):  # its polylines or polygons, split where it moves or has a gap (NaN)
+        pieces = path.cleaned(remove_nans=True).to_polygons(closed_only=False)
+        return any(Path(q).intersects_bbox(box, filled) for q in pieces)
+
+    if isinstance(a, lines.Line2D):
+        path = a.get_transform().transform_path(a.get_path())
+        marked = a.get_marker() not in ("None", "", " ", None)
+        return ((marked and box.padded(a.get_markersize() * px).count_contains(path.vertices) > 0)
+                or (a.get_linestyle() != "None" and drawn(path)))
+    if isinstance(a, patches.Patch):
+        return drawn(a.get_transform().transform_path(a.get_path()), a.get_fill())
+    if isinstance(a, collections.PathCollection):  # a scatter: markers of area s (points²) at its offsets
+        at = a.get_offset_transform().transform(a.get_offsets())
+        return box.padded(np.sqrt(a.get_sizes().max(initial=0)) * px).count_contains(at) > 0
+    if isinstance(a, collections.Collection):
+        return any(drawn(a.get_transform().transform_path(p), a.get_facecolor()[:, 3].any()) for p in a.get_paths())
+    return transforms.Bbox.intersection(a.get_window_extent(), box) is not None
 
 
 def half_width(se: float, df: float) -> float:
@@ -208,8 +251,7 @@ def removal_curves(curves, ratios: dict, main_block=None):
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     for ax in axes.flat[len(blocks):]:
         ax.axis("off")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))
     return fig
 
@@ -263,7 +305,6 @@ def binary_distributions(reports: dict, names, n: int = 10):
         for g in groups:
             ax.hist(d[d.group == g].logit, bins=bins, density=True, histtype="step", lw=1.5, color=colors[g], label=g)
         ax.set(title=names[c], xlabel="logit", yticks=[])  # x ranges differ: each panel keeps its own
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=9)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
     return fig

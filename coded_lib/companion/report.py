@@ -5,7 +5,8 @@ row per (id, quantity), recording a pair again replaces it. Columns: ``id`` (``p
 (the paper's string, ``paper.quantities(id)``, or one starting with it, to sit beside the paper's number),
 ``ours`` (our value with its uncertainty, as text), ``data`` and ``scale`` (where it came from), ``verdict``
 ("" for a bare number, else one of ``paper.VERDICTS``, from ``coded_lib.companion.claims``), ``note`` (why,
-in numbers) and ``seeds`` (trainings per setting; "" when none were trained).
+in numbers), ``seeds`` (trainings per setting; "" when none were trained), ``accuracy`` and ``reference`` (the
+test accuracy of the network behind the verdict and a linear classifier's on the same images; "" for counts).
 
 ``write_comparison()`` (``python -m coded_lib.companion.report``) gathers ``runs/**/results.csv`` (``$CODED_RUNS``
 if set) into the committed ``book/results.csv`` and writes from it the book's page ``book/comparison.md``.
@@ -25,7 +26,8 @@ from . import paper
 from .edition import BOOK, MANIFEST, REPO, RUN_FILES, STATE, read_provenance
 
 RESULTS_CSV = "results.csv"
-COLUMNS = ["id", "quantity", "ours", "data", "scale", "verdict", "note", "seeds"]
+COLUMNS = ["id", "quantity", "ours", "data", "scale", "verdict", "note", "seeds", "accuracy", "reference"]
+OPTIONAL = ("accuracy", "reference")  # files written before they existed read them as ""
 NOT_RUN = "not run"
 ALL_IDS = paper.IDS + list(paper.BEYOND)  # the paper's, then the part "Beyond the paper"
 
@@ -57,7 +59,7 @@ def format_value(x):
                      "allowed: str, int, float, bool, list, tuple, dict")
 
 
-def record(run_dir, id, quantity, ours, data, scale, verdict=None, note=None, seeds=None):
+def record(run_dir, id, quantity, ours, data, scale, verdict=None, note=None, seeds=None, accuracy=None, reference=None):
     """Add or replace the results row (id, quantity) in ``<run_dir>/results.csv`` (the columns: see the
     module's docstring; ``ours`` may be a number, list or dict, see ``format_value``); returns its path."""
     if id not in ALL_IDS:
@@ -71,9 +73,13 @@ def record(run_dir, id, quantity, ours, data, scale, verdict=None, note=None, se
         raise ValueError(f"verdict must be one of {paper.VERDICTS} or None, got {verdict!r}")
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ValueError(f"seeds must be a positive integer or None, got {seeds!r}")
+    for name, value in (("accuracy", accuracy), ("reference", reference)):
+        if value is not None and not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a fraction in [0, 1] or None, got {value!r}")
     row = {"id": id, "quantity": quantity.strip(), "ours": format_value(ours),
            "data": data.strip(), "scale": scale.strip(), "verdict": verdict or "",
-           "note": (note or "").strip(), "seeds": "" if seeds is None else str(seeds)}
+           "note": (note or "").strip(), "seeds": "" if seeds is None else str(seeds),
+           **{k: "" if v is None else f"{v:.4f}" for k, v in (("accuracy", accuracy), ("reference", reference))}}
     path = Path(run_dir) / RESULTS_CSV
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = {(r["id"], r["quantity"]): r for r in (read_results(path) if path.exists() else [])}
@@ -97,12 +103,12 @@ def read_results(path):
     """The rows of one results.csv as dicts of text (a ``source`` column is kept when present)."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = set(COLUMNS) - set(reader.fieldnames or [])
+        missing = set(COLUMNS) - set(reader.fieldnames or []) - set(OPTIONAL)
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {COLUMNS}")
         rows = []
         for r in reader:
-            row = {c: (r[c] or "").strip() for c in COLUMNS + (["source"] if "source" in r else [])}
+            row = {c: (r.get(c) or "").strip() for c in COLUMNS + (["source"] if "source" in r else [])}
             if row["verdict"] not in ("",) + paper.VERDICTS:
                 raise ValueError(f"{path}: verdict must be one of {paper.VERDICTS} or empty, got {r['verdict']!r}")
             rows.append(row)
@@ -267,7 +273,7 @@ def _list_table(header, rows, widths, css=""):
     return "\n".join(out)
 
 
-BADGES = {paper.HOLDS: "success", paper.FAILS: "danger", paper.INCONCLUSIVE: "warning",
+BADGES = {paper.HOLDS: "success", paper.FAILS: "danger", paper.INCONCLUSIVE: "warning", paper.AT_SCALE: "info",
           paper.NOT_HERE: "dark"}  # grey: "secondary" is orange in this theme, too close to "warning"
 
 
@@ -326,10 +332,15 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
           "comparison of trainings is Welch's t-test over the seeds (one-sided 97.5 %; fewer than "
           f"{paper.MIN_SEEDS} seeds a side is inconclusive); an effect measured on the images of one trained "
           "network is judged at the normal's critical value (1.96 standard errors over those images). "
+          "{bdg-info}`inconclusive at this scale`: any of these from a network whose test accuracy is below "
+          "a linear classifier's (scikit-learn's logistic regression on the same training images, scored on "
+          "the same test images): such a network is too far from trained to speak for the method, either way. "
           "{bdg-dark}`not run here`: a claim about hardware the runs did not use.", "",
           "*Evidence* says what a verdict rests on: *by construction* (an exact count or a property of the code, "
           "the same after any training), *one training* (uncertainty over the images of one trained network), "
-          "*n seeds* (uncertainty over n trainings per setting).", "",
+          "*n seeds* (uncertainty over n trainings per setting). Beside each verdict: the test accuracy of the "
+          "network behind it (for a comparison, the lowest of the compared networks) and the linear classifier's.",
+          "",
           "```{contents} On this page", ":local:", ":depth: 1", "```"]
     section("At a glance", f"The paper's {len(glance)} empirical claims; the chapter of each is linked from its id. Of "
             f"them, in the default edition: {counts('default')}"
@@ -337,8 +348,9 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
             + ("" if editions else " The other editions (full data on a CPU, the paper's network on a GPU) get a "
                "column here once they have been run and committed."),
             _list_table(["id", "claim", "evidence", "default edition", *editions],
-                        [[id_cell(g["id"]), _md(g["claim"]), g["evidence"], *(_badge(g[c]) for c in ["default", *editions])]
-                         for g in glance], widths=[7, 45, 12, 14, *[14] * len(editions)], css="claims-table glance"))
+                        [[id_cell(g["id"]), _md(g["claim"]), g["evidence"],
+                          *(_badge(g[c]) + g[f"{c} accuracy"] for c in ["default", *editions])]
+                         for g in glance], widths=[7, 39, 10, 22, *[22] * len(editions)], css="claims-table glance"))
     section("True by construction", "Exact counts and properties of the code: they hold or fail whatever the "
             "training, so they say nothing about how well the method works. Each is counted once.",
             _list_table(["id", "claim", "verdict"], [[id_cell(g["id"]), _md(g["claim"]), _badge(g["default"])]
@@ -400,7 +412,7 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
            f"{len(sources)} results file(s) under `runs/`"
            + (f" of the runs executed {span}" if dates else "")
            + (":" if sources else " (none yet: run `make reproduce`)."), "", *(f"- `runs/{s}`" for s in sources),
-           "", "The paper's numbers and the claims' rules are in `coded_lib/companion/paper.py`; the "
+           "", "The paper's numbers and the claims' rules are in `coded_lib/companion/paper.toml` (read by `paper.py`); the "
            "results-row format is documented in `coded_lib/companion/report.py`.", ""]
     return "\n".join(md)
 
@@ -417,6 +429,17 @@ def _end_of(provenance) -> str:
     return max(ends).strftime("%Y-%m-%d %H:%M") if ends else ""
 
 
+def _accuracy(lines) -> str:
+    """" network a % (linear r %)": the lowest test accuracy among a claim's rows and the linear classifier's
+    beside it ("" where no row names a network: counts, or rows recorded before accuracies were)."""
+    rows = [l["row"] for l in lines if l["row"] and l["row"].get("accuracy")]
+    if not rows:
+        return ""
+    low = min(rows, key=lambda r: float(r["accuracy"]))
+    linear = f" (linear {100 * float(low['reference']):.1f} %)" if low.get("reference") else ""
+    return f" network {100 * float(low['accuracy']):.1f} %{linear}"
+
+
 def _glance(default, editions):
     """(empirical claims, claims true by construction): one entry per (id, claim) with each edition's
     verdict (its rows' verdicts combined) and the evidence of the default edition's rows. ``default`` and
@@ -428,10 +451,11 @@ def _glance(default, editions):
         kinds = [evidence(id, l["row"]["quantity"], l["row"]["seeds"]) if l["row"] and l["verdict"] != paper.NOT_HERE
                  else (CONSTRUCTION if evidence(id, l["quantity"], None) == CONSTRUCTION else "—") for l in lines]
         entry = {"id": id, "claim": claim, "evidence": ", ".join(dict.fromkeys(kinds)),
-                 "default": paper.combine(*(l["verdict"] for l in lines))}
+                 "default": paper.combine(*(l["verdict"] for l in lines)), "default accuracy": _accuracy(lines)}
         for label, table in editions.items():
             there = table.get((id, claim), [])
             entry[label] = paper.combine(*(l["verdict"] for l in there)) if there else paper.NOT_HERE
+            entry[f"{label} accuracy"] = _accuracy(there)
         (built if kinds and all(k == CONSTRUCTION for k in kinds) else glance).append(entry)
     return glance, built
 

@@ -11,9 +11,8 @@
    claims dashboard ``book/comparison.md`` from it.
 3. ``jupyter-book build book/`` renders the book to ``book/_build/html``.
 
-``book/notebooks/``, ``book/results.csv`` and ``book/comparison.md`` are the committed default edition, so
-that a fresh clone builds the whole book. A notebook that fails is kept (with its error) in the book, the
-other steps still run, and the command exits with status 1 naming it.
+The outputs are the committed default edition (a fresh clone builds the book from them: ``edition``). A failed
+notebook is kept (with its error) in the book, the other steps still run, and the command exits 1 naming it.
 """
 import argparse
 import logging
@@ -98,8 +97,7 @@ def main(argv=None):
         spent = done_planned = 0.0
         for i, path in enumerate(paths, 1):
             print(f"[{i}/{len(paths)}] {path.relative_to(REPO)} (preset {args.preset})", flush=True)
-            ok, seconds = execute(path, BOOK / "notebooks", args.preset, log_output=args.log_output,
-                                  provenance=prov)
+            ok, seconds = execute(path, BOOK / "notebooks", args.preset, log_output=args.log_output, provenance=prov)
             spent, done_planned = spent + seconds, done_planned + planned[path.stem]
             left = sum(planned[p.stem] for p in paths[i:]) * spent / max(done_planned, 1.0)
             print(f"[{i}/{len(paths)}] {path.stem}: {'done' if ok else 'FAILED'} in {seconds:.0f} s "
