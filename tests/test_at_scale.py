@@ -179,7 +179,8 @@ def test_dashboard_edition_columns(tmp_path):
     assert "  - full data (CPU)\n" in table and "at scale (GPU)" not in table
     assert "  - +0.50 ± 0.10 (SE, 5 seeds each) {bdg-success}`holds`\n" in table
     glance = page.split("## At a glance")[1].split("## ")[0]
-    assert "In the full data (CPU) edition: 1 holds, 0 does not hold, 0 inconclusive, 15 not run here." in glance
+    assert ("In the full data (CPU) edition: 1 holds, 0 does not hold, 0 inconclusive, 0 inconclusive at this scale, "
+            "15 not run here.") in glance
     assert "  - default edition\n  - full data (CPU)\n" in glance
     assert report.editions_results(tmp_path) == {"full data (CPU)": rows, "at scale (GPU)": None}
 
