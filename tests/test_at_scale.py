@@ -44,8 +44,9 @@ def test_edition_end_to_end_writes_manifest_and_only_small_files(tmp_path, monke
     assert (out / "run_files" / "smoke" / "metrics.csv").read_bytes() == (runs / "smoke" / "metrics.csv").read_bytes()
     assert (out / "run_files" / "smoke" / "tables" / "early_decoders.csv").exists()  # written by the notebook
     assert (out / "run_files" / "smoke" / "results.csv").exists()
+    assert (out / "run_files" / "linear_reference.json").exists()  # what the early chapter's verdicts were weighed by
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    allowed = re.compile(r"(index\.md|manifest\.json|early\.ipynb|weights/[^/]+\.safetensors|"
+    allowed = re.compile(r"(index\.md|manifest\.json|early\.ipynb|weights/[^/]+\.safetensors|run_files/linear_reference\.json|"
                          r"run_files/[^/]+/(config\.json|metrics\.csv|results\.csv|tables/[^/]+\.csv))")
     assert [f for f in files if not allowed.fullmatch(f)] == []
     assert all((out / f).stat().st_size < 1_000_000 for f in files)

@@ -147,6 +147,8 @@ def test_a_chapter_runs_on_a_committed_edition_after_checking_its_weights(tmp_pa
             (folder / edition.RUN_FILES / run / f).write_bytes((trained / run / f).read_bytes())
     weights = at_scale.export_weights(trained, ["smoke"], folder / at_scale.WEIGHTS)  # seed 0's only
     (folder / edition.MANIFEST).write_text(json.dumps({"preset": "smoke", "weights": weights}))
+    reference = {"smoke: train_subset 64": 0.5}  # the edition's linear classifier, fitted when it ran
+    (folder / edition.RUN_FILES / "linear_reference.json").write_text(json.dumps(reference))
     monkeypatch.setattr(edition, "BOOK", book)
 
     namespace = {"preset": "fashion_mnist", "run_dir": None, "edition": "full"}
@@ -157,6 +159,7 @@ def test_a_chapter_runs_on_a_committed_edition_after_checking_its_weights(tmp_pa
         run = nb.open_run(namespace["preset"])
         expected, _ = load_run(trained / "smoke")
         assert all(torch.equal(a, b) for a, b in zip(run.model.state_dict().values(), expected.state_dict().values()))
+        assert json.loads((run.dir.parent / "linear_reference.json").read_text()) == reference  # not fitted again
         other = nb.open_run("smoke", seed=1)  # its metrics are there, its weights are not published
         assert (other.dir / "metrics.csv").exists()
         with pytest.raises(ValueError, match="publishes the weights of seed 0"):

@@ -136,6 +136,7 @@ def test_a_verdict_from_a_network_below_the_linear_reference_is_recorded_at_this
     assert 0.3 < reference < 0.95 and rows[1]["reference"] == rows[0]["reference"]
     assert [(r["verdict"], r["accuracy"]) for r in rows] == [
         (paper.AT_SCALE, "0.0500"), (paper.FAILS, "0.9990"), (paper.HOLDS, "")]
+    assert rows[2]["reference"] == ""  # a count is weighed by nothing
     assert rows[0]["note"].startswith("t = 5; the network's 5.0 % is below a linear classifier's")
     assert (tmp_path / "linear_reference.json").exists()
 

@@ -281,7 +281,8 @@ def test_dashboard_opens_with_the_compact_table_and_spans_the_whole_reproduce():
                  data="none", scale="built", verdict="holds", note="", seeds=""),
             dict(id="T-acc", quantity="accuracy gain of Coded ResNeXt over ResNeXt (points)", ours="+0.1", data="FM",
                  scale="mini", verdict="inconclusive", note="", seeds="3")]
-    prov = {"train": {"date": "2026-12-01 06:25", "seconds": 60}, "ablations": {"date": "2026-12-01 06:30", "seconds": 960}}
+    prov = {"train": {"date": "2026-12-01 06:25", "seconds": 60, "training_s": 1200},
+            "ablations": {"date": "2026-12-01 06:30", "seconds": 960, "training_s": 1200}}
     text = report.comparison_markdown(rows, provenance=prov)
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections[:2] == ["## At a glance", "## True by construction"]
@@ -289,7 +290,8 @@ def test_dashboard_opens_with_the_compact_table_and_spans_the_whole_reproduce():
     assert "  - 3 seeds\n  - {bdg-warning}`inconclusive`" in glance and "T-arch" not in glance
     built = text.split("## True by construction")[1].split("## ")[0]
     assert built.count("* - T-arch") == 1  # two rows, one claim, counted once
-    assert "(2026-12-01 06:25 to 2026-12-01 06:46)" in text  # the last chapter's start plus its 16 minutes
+    # from the first chapter's start less the 20 minutes of training before it, to the last one's start plus 16 minutes
+    assert "(2026-12-01 06:05 to 2026-12-01 06:46)" in text
     assert text.index("```{contents}") < text.index("## At a glance")
     assert ":::{dropdown} The claims table" in text and ":::{dropdown} Every number" in text
 
@@ -301,7 +303,8 @@ def test_glance_says_the_accuracy_of_the_weakest_network_beside_its_verdict():
                  seeds="", accuracy=a, reference="0.8100")
             for b, a, v in ((3, "0.9000", paper.HOLDS), (2, "0.7894", paper.AT_SCALE))]
     glance = report.comparison_markdown(rows).split("## At a glance")[1].split("## ")[0]
-    assert "  - {bdg-info}`inconclusive at this scale` network 78.9 % (linear 81.0 %)" in glance
+    # no-break spaces (\u00a0) keep each number with its unit in a narrow column
+    assert "  - {bdg-info}`inconclusive at this scale` network\u00a078.9\u00a0% (linear\u00a081.0\u00a0%)" in glance
     assert "1 inconclusive at this scale" in glance
 
 

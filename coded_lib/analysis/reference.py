@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-_CACHE = "linear_reference.json"  # in the runs folder: every chapter of an edition reads one fit
+CACHE_FILE = "linear_reference.json"  # in the runs folder: every chapter of an edition reads one fit
 
 
 def _pixels(ds, mean, std) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +44,7 @@ def linear_accuracy(cfg, cache_dir=None) -> float | None:
 
     if cfg.dataset == "imagenet":
         return None
-    path = Path(cache_dir or runs_root()) / _CACHE
+    path = Path(cache_dir or runs_root()) / CACHE_FILE
     key = data_key(cfg)
     cached = json.loads(path.read_text()) if path.exists() else {}
     if key in cached:

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..analysis.reference import CACHE_FILE
 from ..train import load_run
 from ..train.checkpoint import load_checkpoint, save_checkpoint
 from ..train.data import FASHION_FILES, _idx_file, find_fashion_mnist
@@ -473,6 +474,8 @@ def finish(out, runs_dir, plan: Plan, state: dict, command: str | None = None) -
         if rel.parts[0] in trained:
             (out / RUN_FILES / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(runs_dir / rel, out / RUN_FILES / rel)
+    if (runs_dir / CACHE_FILE).exists():  # the linear classifier the verdicts were weighed against (its accuracy)
+        shutil.copyfile(runs_dir / CACHE_FILE, out / RUN_FILES / CACHE_FILE)
     shutil.rmtree(out / WEIGHTS, ignore_errors=True)
     published = [n for n in weight_runs(plan) if n in trained]
     weights = export_weights(runs_dir, published, out / WEIGHTS) if published else {}

@@ -261,6 +261,10 @@ def open_edition(name: str, runs=None, book=None) -> tuple[Path, str]:
     runs = Path(runs) if runs is not None else Path(tempfile.mkdtemp(prefix=f"coded_edition_{name}_"))
     for config in sorted((folder / RUN_FILES).glob("*/config.json")):
         shutil.copytree(config.parent, runs / config.parent.name, dirs_exist_ok=True)
+    from ..analysis.reference import CACHE_FILE
+
+    if (folder / RUN_FILES / CACHE_FILE).exists():  # the linear classifier of analysis.reference, fitted once
+        shutil.copyfile(folder / RUN_FILES / CACHE_FILE, runs / CACHE_FILE)
     for rel, digest in (manifest.get("weights") or {}).items():
         path = folder / rel
         actual = sha256(path) if path.exists() else "missing"

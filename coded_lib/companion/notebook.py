@@ -286,8 +286,9 @@ class Folder:
 
         row = Row(id, quantity, ours, verdict, note or "", seeds, self.accuracy() if accuracy is None else accuracy)
         reference = linear_accuracy(self.config) if row.accuracy is not None and self.config is not None else None
-        report.record(self.dir, data=data or self.data, scale=scale or self.scale, reference=reference,
-                      **at_this_scale(row, reference).fields())
+        row = at_this_scale(row, reference)  # a count keeps no accuracy, and so no reference
+        report.record(self.dir, data=data or self.data, scale=scale or self.scale,
+                      reference=reference if row.accuracy is not None else None, **row.fields())
 
     def accuracy(self) -> float | None:
         """The test accuracy of this folder's network: none for a folder of several runs or none."""

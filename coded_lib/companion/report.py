@@ -300,7 +300,7 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     chapter_of, names, by_claim = _runs(results), run_names(results), _by_claim(results)
     editions = {label: _by_claim(rows) for label, rows in (editions or {}).items() if rows is not None}
     dates = sorted(p["date"] for p in provenance.values() if p.get("date"))
-    span = f"{dates[0]} to {_end_of(provenance) or dates[-1]}" if dates else ""
+    span = _span(provenance) or (f"{dates[0]} to {dates[-1]}" if dates else "")  # dates without a time: as written
     glance, built = _glance(by_claim, editions)
 
     def link(text, stem):  # to the chapter, where the book has it
@@ -417,16 +417,18 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     return "\n".join(md)
 
 
-def _end_of(provenance) -> str:
-    """When the last chapter finished: the latest start plus its wall time ("" without dates)."""
-    ends = []
+def _span(provenance) -> str:
+    """"<start> to <end>" of the reproduce: the first chapter's start less the training of the runs before it
+    (``training_s``), to the latest start plus its wall time ("" without dates)."""
+    starts, ends = [], []
     for p in provenance.values():
         try:
             start = datetime.datetime.strptime(p["date"], "%Y-%m-%d %H:%M")
         except (KeyError, ValueError, TypeError):
             continue
+        starts.append(start - datetime.timedelta(seconds=float(p.get("training_s") or 0)))
         ends.append(start + datetime.timedelta(seconds=float(p.get("seconds") or 0)))
-    return max(ends).strftime("%Y-%m-%d %H:%M") if ends else ""
+    return f"{min(starts):%Y-%m-%d %H:%M} to {max(ends):%Y-%m-%d %H:%M}" if ends else ""
 
 
 def _accuracy(lines) -> str:
@@ -436,8 +438,8 @@ def _accuracy(lines) -> str:
     if not rows:
         return ""
     low = min(rows, key=lambda r: float(r["accuracy"]))
-    linear = f" (linear {100 * float(low['reference']):.1f} %)" if low.get("reference") else ""
-    return f" network {100 * float(low['accuracy']):.1f} %{linear}"
+    linear = f" (linear\u00a0{100 * float(low['reference']):.1f}\u00a0%)" if low.get("reference") else ""
+    return f" network\u00a0{100 * float(low['accuracy']):.1f}\u00a0%{linear}"  # no break inside a number
 
 
 def _glance(default, editions):

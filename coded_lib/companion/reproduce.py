@@ -91,13 +91,14 @@ def main(argv=None):
             plan = at_scale.default_plan(args.preset)
             print(f"training the chapters' runs, {plan.jobs} at once, into runs/ (or $CODED_RUNS)", flush=True)
             failed += [f"training {f}" for f in at_scale.train_all(plan, notebook.run_folder(args.preset).parent)]
-        prov = edition.provenance(args.preset)
+        prov = {**edition.provenance(args.preset), "training_s": round(time.time() - start, 1)}
         # the plan: each chapter's wall time in the committed edition, scaled by how this machine compares so far
         planned = {p.stem: float(edition.read_provenance(p.stem).get("seconds") or 60) for p in paths}
         spent = done_planned = 0.0
         for i, path in enumerate(paths, 1):
             print(f"[{i}/{len(paths)}] {path.relative_to(REPO)} (preset {args.preset})", flush=True)
-            ok, seconds = execute(path, BOOK / "notebooks", args.preset, log_output=args.log_output, provenance=prov)
+            ok, seconds = execute(path, BOOK / "notebooks", args.preset, log_output=args.log_output,
+                                  provenance={**prov, "date": edition.provenance(args.preset)["date"]})  # its start
             spent, done_planned = spent + seconds, done_planned + planned[path.stem]
             left = sum(planned[p.stem] for p in paths[i:]) * spent / max(done_planned, 1.0)
             print(f"[{i}/{len(paths)}] {path.stem}: {'done' if ok else 'FAILED'} in {seconds:.0f} s "
