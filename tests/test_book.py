@@ -10,7 +10,7 @@ anchor resolves; every Colab link opens a notebook that is in the repository; no
 as a number (a table cell, a code cell's output); every figure a code cell shows says in its PNG that
 no legend covers its data (the check its notebook ran before drawing it); on a page written in Markdown
 every chapter it names is a link, and every code block fits its column at 1280 px without wrapping;
-the dashboard has a claim row for every id of `paper.IDS` with one of the four verdicts (a screenshot
+the dashboard has a claim row for every id of `paper.IDS` with one of the verdicts (a screenshot
 of it is saved beside the HTML folder).
 """
 import functools

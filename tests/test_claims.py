@@ -315,6 +315,9 @@ def test_f_early_rise_and_fall_by_hand():
     assert claims.f_early([0.3, 0.4, 0.5], 0.55, 200).verdict == HOLDS            # rise 0.2: t = 4
     assert claims.f_early([0.45, 0.44, 0.5], 0.55, 200).verdict == INCONCLUSIVE   # rise 0.05: t = 1
     assert claims.f_early([0.5, 0.3, 0.5], 0.55, 200).verdict == FAILS            # a fall of 0.2: t = −4
+    # the note names the worst step as what it is: a fall (−20 points), or with none the smallest rise (+10)
+    assert "largest fall from one block to the next -20.00" in claims.f_early([0.5, 0.3, 0.5], 0.55, 200).note
+    assert "smallest rise from one block to the next +10.00" in claims.f_early([0.3, 0.4, 0.6], 0.65, 200).note
     # at the boundary: a rise of exactly Z SE is inconclusive, a hair above holds
     assert claims.f_early([0.5 - 0.05 * Z + 1e-9, 0.5], 0.55, 200).verdict == INCONCLUSIVE
     assert claims.f_early([0.5 - 0.05 * Z - 1e-6, 0.5], 0.55, 200).verdict == HOLDS

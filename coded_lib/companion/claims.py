@@ -361,7 +361,8 @@ def f_early(accuracies, final: float, n: int) -> Row:
     worst = min((_images(b - a, se, n) for a, b in zip(acc, acc[1:])), key=lambda e: e.value)  # the largest fall
     verdict = paper.FAILS if judge(worst) == paper.FAILS else judge(rise)
     return Row("F-early", paper.EARLY, ", ".join(f"{100 * a:.1f}" for a in acc) + f" (final {100 * final:.1f}; {n} images)",
-               verdict, f"last − first {_t(rise)}; largest fall from one block to the next {_t(worst)}")
+               verdict, f"last − first {_t(rise)}; {'largest fall' if worst.value < 0 else 'smallest rise'} from one block "
+                        f"to the next {_t(worst)}")
 
 
 def t_agree(agree: pd.DataFrame, min_count: int = 10) -> Row:

@@ -38,7 +38,7 @@ TITLES = {
 IDS = list(TITLES)
 
 # The book's part "Beyond the paper" (issue 15): questions the paper leaves open, measured on our
-# runs with the same four verdicts; not claims of the paper, so the dashboard lists them apart.
+# runs with the same verdicts; not claims of the paper, so the dashboard lists them apart.
 BEYOND = {
     "B-semantic": "Semantic coding schemes vs class-agnostic ones (early blocks)",
     "B-anytime": "Anytime prediction: early exits vs thin sub-networks vs ResNeXt",

@@ -399,7 +399,7 @@ def comparison_markdown(results, chapters=(), provenance=None, editions=None):
     results_table("Our own checks", "Quantities the paper does not state as a claim, judged on our runs.", own,
                   "quantity", "why", [6, 26, 24, 9, 30, 5])
     results_table("Beyond the paper", "Questions the paper leaves open (the book's part \"Beyond the paper\"), judged "
-                  "by the same four verdicts on our runs: the rule is in the last text column.", beyond_rows(results),
+                  "by the same verdicts on our runs: the rule is in the last text column.", beyond_rows(results),
                   "question", "rule and why", [6, 24, 26, 9, 30, 5])
     rows = [[id_cell(l["id"]) if l["first"] else "", _md(l["quantity"]) if l["first"] else "", _md(l["paper"]),
              _md(l["ours"]), run_cell(l["row"])] for l in comparison_lines(results)]
